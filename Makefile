@@ -1,0 +1,71 @@
+# triageflow — every target documented with `## ` appears in `make help`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INFRA := deploy/local/infra.sh
+# Connection defaults for local infrastructure (override in the environment).
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(TRIAGEFLOW_KAFKA_PORT),9092)
+export DATABASE_URL ?= postgresql://triageflow:triageflow@127.0.0.1:$(or $(TRIAGEFLOW_PG_PORT),5432)/triageflow
+export TRIAGEFLOW_KAFKA_BOOTSTRAP_SERVERS ?= $(KAFKA_BOOTSTRAP_SERVERS)
+export TRIAGEFLOW_DATABASE_URL ?= $(DATABASE_URL)
+export TRIAGEFLOW_PYTHON := $(CURDIR)/$(BIN)/python
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List every target
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/python: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5,<1"
+	uv sync --frozen --all-extras --python $(PYTHON)
+	@touch $(BIN)/python
+
+.PHONY: install
+install: $(BIN)/python ## Create .venv with the locked dependencies (uv.lock)
+
+.PHONY: lock
+lock: ## Re-resolve dependencies into uv.lock
+	uv lock
+
+.PHONY: check
+check: install ## Lint, format check and type check (never rewrites)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy shared services tests
+
+.PHONY: fmt
+fmt: install ## Rewrite code: ruff format and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: infra-up
+infra-up: install ## Start local Kafka (KRaft, from Maven jars) and PostgreSQL, create topics
+	bash $(INFRA) up
+	$(BIN)/triageflow topics create
+
+.PHONY: infra-down
+infra-down: ## Stop local Kafka and PostgreSQL
+	bash $(INFRA) down
+
+.PHONY: infra-status
+infra-status: ## Show whether local Kafka and PostgreSQL are running
+	bash $(INFRA) status
+
+.PHONY: test-unit
+test-unit: install ## Unit tests only (no servers)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test
+test: install infra-up ## Everything: install, start Kafka + PostgreSQL, run all tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: schemas
+schemas: install ## Write the JSON Schema of every event under docs/schemas/
+	$(BIN)/triageflow schemas --out docs/schemas
+
+.PHONY: demo
+demo: install infra-up ## Main job: infrastructure, all services, sample tickets, a report
+	$(BIN)/triageflow demo

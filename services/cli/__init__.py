@@ -1,0 +1,1 @@
+"""triageflow cli."""

@@ -1,0 +1,76 @@
+"""What turns a broker with subscribers into a runnable service.
+
+Every service exposes `/health/live` (the process answers), `/health/ready` (the broker
+answers) and `/metrics` (Prometheus) next to its Kafka subscribers, and stops gracefully
+on SIGTERM: uvicorn's lifespan shutdown stops fetching, lets running handlers finish
+within the broker's graceful timeout, and commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
+from faststream.specification import AsyncAPI
+from prometheus_client import CollectorRegistry, make_asgi_app
+
+from shared.contracts import ProducerInfo
+from shared.logging import configure_logging
+
+if TYPE_CHECKING:
+    from faststream.asgi.types import Scope
+    from faststream.kafka import KafkaBroker
+
+    from shared.settings import ServiceSettings
+
+
+def triageflow_version() -> str:
+    """Return the installed triageflow version."""
+    try:
+        return metadata.version("triageflow")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def producer_info(service: str, settings: ServiceSettings) -> ProducerInfo:
+    """Return how this copy of a service names itself in the events it produces."""
+    return ProducerInfo(
+        service=service, version=triageflow_version(), instance=settings.instance_id
+    )
+
+
+@get(include_in_schema=False)
+async def _live(scope: Scope) -> AsgiResponse:
+    return AsgiResponse(b"ok", 200)
+
+
+def service_app(broker: KafkaBroker, *, title: str, registry: CollectorRegistry) -> AsgiFastStream:
+    """Return the ASGI application of one service: subscribers plus ops endpoints."""
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[
+            ("/health/live", _live),
+            ("/health/ready", make_ping_asgi(broker, timeout=5.0, include_in_schema=False)),
+            ("/metrics", make_asgi_app(registry)),
+        ],
+        logger=None,
+        specification=AsyncAPI(title=title, version=triageflow_version()),
+    )
+
+
+def run_service(app: AsgiFastStream, *, service: str, settings: ServiceSettings) -> None:
+    """Run a service until SIGTERM/SIGINT, serving its ops endpoints on `http_port`."""
+    configure_logging(
+        service=service,
+        instance=settings.instance_id,
+        json=settings.log_json,
+        level=settings.log_level,
+    )
+    options: dict[str, object] = {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "timeout_graceful_shutdown": settings.graceful_timeout_s,
+    }
+    asyncio.run(app.run(run_extra_options=options))  # type: ignore[arg-type]

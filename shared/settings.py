@@ -1,0 +1,86 @@
+"""Configuration shared by every service, read only through pydantic-settings.
+
+Each service has its own settings class with its own env prefix
+(`TRIAGEFLOW_CLASSIFIER_`, `TRIAGEFLOW_POLICY_`, ...). Connection settings for the
+shared infrastructure have their own prefixes: `TRIAGEFLOW_KAFKA_` and
+`TRIAGEFLOW_DATABASE_`. Secrets have no defaults.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka, and how topics are laid out (env prefix `TRIAGEFLOW_KAFKA_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIAGEFLOW_KAFKA_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Comma-separated host:port list."
+    )
+    security_protocol: SecurityProtocol = Field(default="PLAINTEXT")
+    sasl_mechanism: SaslMechanism | None = Field(default=None)
+    sasl_username: str | None = Field(default=None)
+    sasl_password: SecretStr | None = Field(default=None, description="No default, ever.")
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle to verify the broker.")
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
+    ssl_check_hostname: bool = Field(default=True)
+    topic_prefix: str = Field(
+        default="", description="Prefix for every topic name (isolates tests and tenants)."
+    )
+    partitions: int = Field(default=6, ge=1, description="Partitions per topic when created.")
+    replication_factor: int = Field(default=1, ge=1, description="Replication when created.")
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    enable_idempotence: bool = Field(default=True, description="Idempotent producers.")
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError("SASL security needs sasl_mechanism, sasl_username and sasl_password")
+        return self
+
+
+class DatabaseSettings(BaseSettings):
+    """How to reach PostgreSQL (env prefix `TRIAGEFLOW_DATABASE_`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRIAGEFLOW_DATABASE_", frozen=True, extra="ignore"
+    )
+
+    url: SecretStr = Field(
+        default=SecretStr("postgresql://triageflow:triageflow@127.0.0.1:5432/triageflow"),
+        description="PostgreSQL DSN. The default is the local development database only.",
+    )
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    sslrootcert: Path | None = None
+    pool_min: int = Field(default=1, ge=1)
+    pool_max: int = Field(default=4, ge=1)
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; subclasses set their own env prefix."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    instance_id: str = Field(
+        default_factory=socket.gethostname, description="This copy's name in logs and events."
+    )
+    log_json: bool = Field(default=True, description="JSON log lines (production).")
+    log_level: str = Field(default="INFO")
+    http_host: str = Field(default="127.0.0.1", description="Ops endpoints bind address.")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="Ops endpoints port.")
+    batch_max_records: int = Field(default=500, ge=1, description="Records per consumed batch.")
+    batch_timeout_ms: int = Field(default=50, ge=1, description="Max wait to fill a batch.")
+    graceful_timeout_s: float = Field(default=15.0, gt=0, description="SIGTERM drain deadline.")

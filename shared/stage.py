@@ -1,0 +1,229 @@
+"""The consume → transform → publish loop every stateless stage shares.
+
+A stage receives a batch of raw Kafka records, turns each into zero or more outgoing
+messages (its own events, or a dead letter when a record cannot be processed), and the
+runtime publishes them all and waits for every broker acknowledgement. Only then does the
+handler return, and only then does faststream commit the batch's offsets
+(`AckPolicy.NACK_ON_ERROR`): a crash before that redelivers the batch, and the
+deterministic event ids make the replay recognisable downstream.
+
+Records are taken raw (custom parser and decoder): a message with broken JSON, a lying
+content-type or undecodable headers must reach the stage's own validation, which
+dead-letters it with a reason, instead of failing inside the framework and blocking the
+partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
+from loguru import logger
+from pydantic import BaseModel
+
+from shared.codec import InvalidMessage, decode, encode
+from shared.contracts import AttemptError, ProducerInfo, Stage, TicketDeadLettered
+from shared.ids import bytes_digest, derived_event_id, trace_id_for
+from shared.logging import message_context
+
+JSON_HEADERS = {"content-type": "application/json"}
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One consumed record, as a stage sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: ConsumerRecord[Any, Any]) -> Incoming:
+        """Return the stage's view of an aiokafka record."""
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers={k: v.decode("utf-8", "replace") for k, v in record.headers or ()},
+        )
+
+    @property
+    def coordinates(self) -> str:
+        """Return `topic:partition:offset`, unique per record."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to publish: an event, its topic and its key (the ticket id)."""
+
+    topic: str
+    key: str
+    event: BaseModel
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Process = Callable[[list[Incoming]], Awaitable[list[Outgoing]]]
+
+
+def guess_ticket_id(record: Incoming) -> str:
+    """Return the best ticket id for a record that may not parse: key, JSON field, digest."""
+    if record.key:
+        key = record.key.decode("utf-8", "replace").strip()
+        if key:
+            return key[:200]
+    try:
+        data = json.loads(record.value or b"")
+        if isinstance(data, dict) and isinstance(data.get("ticket_id"), str) and data["ticket_id"]:
+            return str(data["ticket_id"])[:200]
+    except (ValueError, RecursionError):
+        pass
+    return f"unknown-{bytes_digest(record.value or b'')}"
+
+
+def dead_letter(
+    record: Incoming,
+    *,
+    stage: Stage,
+    error: InvalidMessage | Exception,
+    producer: ProducerInfo,
+    cause_event_id: str | None = None,
+    trace_id: str | None = None,
+    attempts: Sequence[AttemptError] = (),
+) -> TicketDeadLettered:
+    """Return the dead letter for a record a stage gives up on, keeping its bytes whole."""
+    reason = error.reason if isinstance(error, InvalidMessage) else "processing_error"
+    detail = error.detail if isinstance(error, InvalidMessage) else str(error)
+    cause = cause_event_id or record.coordinates
+    event_id = derived_event_id(cause, f"deadletter:{stage.value}")
+    if not attempts:
+        attempts = (AttemptError(attempt=1, error_type=type(error).__name__, error_message=detail),)
+    return TicketDeadLettered(
+        event_id=event_id,
+        ticket_id=guess_ticket_id(record),
+        trace_id=trace_id or record.headers.get("trace_id") or trace_id_for(cause),
+        causation_id=cause_event_id,
+        producer=producer,
+        stage=stage,
+        reason=reason,
+        error_type=type(error).__name__,
+        error_message=detail[:2000],
+        original_topic=record.topic,
+        original_partition=record.partition,
+        original_offset=record.offset,
+        original_key=record.key.decode("utf-8", "replace") if record.key is not None else None,
+        original_bytes_b64=base64.b64encode(record.value or b"").decode("ascii"),
+        attempts=tuple(attempts),
+    )
+
+
+def decode_batch(
+    batch: Sequence[Incoming],
+    model: type[M],
+    *,
+    stage: Stage,
+    producer: ProducerInfo,
+    deadletter_topic: str,
+) -> tuple[list[tuple[Incoming, M]], list[Outgoing]]:
+    """Split a batch into records that are valid `model` events and dead letters."""
+    valid: list[tuple[Incoming, M]] = []
+    dead: list[Outgoing] = []
+    for record in batch:
+        try:
+            valid.append((record, decode(record.value, model)))
+        except InvalidMessage as error:
+            letter = dead_letter(record, stage=stage, error=error, producer=producer)
+            logger.bind(
+                **message_context(
+                    ticket_id=letter.ticket_id,
+                    trace_id=letter.trace_id,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+            ).warning("dead-lettered: {}", error)
+            dead.append(Outgoing(deadletter_topic, letter.ticket_id, letter))
+    return valid, dead
+
+
+async def publish_all(broker: KafkaBroker, messages: Sequence[Outgoing]) -> None:
+    """Publish every message and wait until the broker acknowledged all of them."""
+    futures = []
+    for message in messages:
+        trace_id = getattr(message.event, "trace_id", "")
+        future = await broker.publish(
+            encode(message.event),
+            message.topic,
+            key=message.key.encode("utf-8"),
+            headers=JSON_HEADERS | {"trace_id": trace_id} | message.headers,
+            no_confirm=True,
+        )
+        futures.append(future)
+    if futures:
+        await asyncio.gather(*futures)
+
+
+async def _raw_parser(
+    record: tuple[ConsumerRecord[Any, Any], ...],
+    original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    # faststream decodes headers as strict UTF-8; hostile headers would raise there,
+    # outside any handler, and block the partition. Make them decodable first.
+    cleaned = tuple(
+        dataclasses.replace(
+            r, headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in r.headers or ()]
+        )
+        for r in record
+    )
+    return await original(cleaned)
+
+
+async def _raw_decoder(message: StreamMessage[Any]) -> Any:
+    return message.body
+
+
+def subscribe_stage(
+    broker: KafkaBroker,
+    *,
+    topic: str,
+    group_id: str,
+    process: Process,
+    max_records: int,
+    batch_timeout_ms: int,
+    title: str,
+) -> None:
+    """Register a batch subscriber that runs `process` and publishes its output."""
+
+    async def handle(body: list[bytes], msg: KafkaMessage) -> None:
+        records = [Incoming.of(r) for r in msg.raw_message]
+        outgoing = await process(records)
+        await publish_all(broker, outgoing)
+        logger.bind(topic=topic, records=len(records), published=len(outgoing)).debug("batch done")
+
+    broker.subscriber(
+        topic,
+        group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=_raw_parser,
+        decoder=_raw_decoder,
+        title=title,
+    )(handle)

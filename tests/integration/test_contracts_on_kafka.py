@@ -1,0 +1,59 @@
+"""Every contract survives a trip through a real Kafka topic."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.codec import decode, encode
+from shared.settings import KafkaSettings
+from shared.topics import Topics, ensure_topics
+from tests.factories import sample_events
+from tests.kafka_tools import publish, read_until
+
+pytestmark = pytest.mark.integration
+
+
+async def test_every_contract_round_trips_through_a_real_topic(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = Topics(kafka_settings.topic_prefix).inbound
+    await ensure_topics(kafka_settings, [topic])
+    events = sample_events()
+
+    await publish(
+        kafka_settings,
+        topic,
+        [(e.model_dump()["ticket_id"].encode(), encode(e)) for e in events],
+    )
+    records = await read_until(kafka_settings, [topic], lambda got: len(got) >= len(events))
+
+    assert sorted(r.value or b"" for r in records) == sorted(encode(e) for e in events)
+    by_type = {type(e): e for e in events}
+    for record in records:
+        for model, original in by_type.items():
+            if record.value == encode(original):
+                assert decode(record.value, model) == original
+
+
+async def test_topics_are_created_explicitly_with_the_configured_partitions(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topics = Topics(kafka_settings.topic_prefix)
+    wanted = [*topics.pipeline(), topics.queue("billing")]
+
+    created = await ensure_topics(kafka_settings, wanted)
+    again = await ensure_topics(kafka_settings, wanted)
+
+    assert sorted(created) == sorted(wanted)
+    assert again == []
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from shared.kafka import admin_client_kwargs
+
+    admin = AIOKafkaAdminClient(**admin_client_kwargs(kafka_settings))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(wanted)
+    finally:
+        await admin.close()
+    assert {d["topic"]: len(d["partitions"]) for d in described} == dict.fromkeys(wanted, 3)
