@@ -9,6 +9,7 @@ within the broker's graceful timeout, and commits.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -17,13 +18,15 @@ from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from shared.contracts import ProducerInfo
+from shared.kafka import make_broker
 from shared.logging import configure_logging
+from shared.stage import Process, subscribe_stage
 
 if TYPE_CHECKING:
     from faststream.asgi.types import Scope
     from faststream.kafka import KafkaBroker
 
-    from shared.settings import ServiceSettings
+    from shared.settings import ServiceSettings, StageSettings
 
 
 def triageflow_version() -> str:
@@ -57,6 +60,36 @@ def service_app(broker: KafkaBroker, *, title: str, registry: CollectorRegistry)
         ],
         logger=None,
         specification=AsyncAPI(title=title, version=triageflow_version()),
+    )
+
+
+def stage_app(
+    settings: StageSettings,
+    *,
+    service: str,
+    topics: Sequence[str],
+    process: Process,
+    description: str,
+    registry: CollectorRegistry | None = None,
+) -> AsgiFastStream:
+    """Return a service that consumes `topics` in batches and runs `process` on each."""
+    broker = make_broker(
+        settings.kafka,
+        client_id=f"triageflow-{service}",
+        graceful_timeout=settings.graceful_timeout_s,
+        description=description,
+    )
+    subscribe_stage(
+        broker,
+        topics=topics,
+        group_id=settings.group_id,
+        process=process,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        title=service,
+    )
+    return service_app(
+        broker, title=f"triageflow {service}", registry=registry or CollectorRegistry()
     )
 
 

@@ -84,3 +84,10 @@ class ServiceSettings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1, description="Records per consumed batch.")
     batch_timeout_ms: int = Field(default=50, ge=1, description="Max wait to fill a batch.")
     graceful_timeout_s: float = Field(default=15.0, gt=0, description="SIGTERM drain deadline.")
+
+
+class StageSettings(ServiceSettings):
+    """Settings of a service that consumes one topic in a consumer group."""
+
+    group_id: str = Field(description="Consumer group; copies of a service share it.")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -200,7 +200,7 @@ async def _raw_decoder(message: StreamMessage[Any]) -> Any:
 def subscribe_stage(
     broker: KafkaBroker,
     *,
-    topic: str,
+    topics: Sequence[str],
     group_id: str,
     process: Process,
     max_records: int,
@@ -209,14 +209,13 @@ def subscribe_stage(
 ) -> None:
     """Register a batch subscriber that runs `process` and publishes its output."""
 
-    async def handle(body: list[bytes], msg: KafkaMessage) -> None:
+    async def handle(body: Any, msg: KafkaMessage) -> None:
         records = [Incoming.of(r) for r in msg.raw_message]
         outgoing = await process(records)
         await publish_all(broker, outgoing)
-        logger.bind(topic=topic, records=len(records), published=len(outgoing)).debug("batch done")
 
     broker.subscriber(
-        topic,
+        *topics,
         group_id=group_id,
         batch=True,
         max_records=max_records,

@@ -97,6 +97,7 @@ def sample_events() -> list[BaseModel]:
         customer={"id": "C-9", "tier": "vip", "language": "en"},
         metadata={"order": "A-1", "items": 2, "gift": False, "note": None},
         created_at=T0.isoformat(),
+        occurred_at=T0.isoformat(),
     )
     clf = classified(ticket)
     decided = TicketDecided(

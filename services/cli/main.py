@@ -11,16 +11,21 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
+from services.cli.settings import CliSettings
 from shared.contracts import EVENT_TYPES, WorkItem
-from shared.settings import KafkaSettings
+from shared.settings import DatabaseSettings, KafkaSettings
 from shared.topics import Topics, ensure_topics
 
 app = typer.Typer(help="triageflow: AI ticket triage over Kafka.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+policy_app = typer.Typer(help="Decision policies.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+db_app = typer.Typer(help="The audit database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @topics_app.command("create")
@@ -76,6 +81,31 @@ def publish(
     out.print(f"published {sent} messages to {topic}")
 
 
+@policy_app.command("check")
+def policy_check(
+    file: Annotated[Path, typer.Argument(help="Policy YAML file.", exists=True, dir_okay=False)],
+) -> None:
+    """Validate a policy file and explain what it does; exit 1 naming every problem."""
+    from services.policy import PolicyError, explain_policy, load_policy
+
+    try:
+        policy = load_policy(file)
+    except PolicyError as error:
+        err.print(f"[red]invalid policy[/red]\n{error}", highlight=False)
+        raise typer.Exit(1) from error
+    out.print(explain_policy(policy), highlight=False, markup=False)
+    unknown = sorted(set(policy.policy.categories) - set(known_categories()))
+    if unknown:
+        err.print(f"[yellow]warning[/yellow]: categories not in the taxonomy: {', '.join(unknown)}")
+
+
+def known_categories() -> list[str]:
+    """Return the category names of the shipped taxonomy."""
+    from services.router.routing import load_default_routing
+
+    return sorted(load_default_routing().categories)
+
+
 @app.command()
 def schemas(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path(
@@ -91,14 +121,48 @@ def schemas(
     out.print(f"wrote {len(models)} schemas to {out_dir}")
 
 
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending audit-store migrations (run as the schema owner)."""
+    from services.audit.migrate import apply_migrations
+
+    url = DatabaseSettings().url.get_secret_value()
+    applied = apply_migrations(url)
+    out.print(f"migrations applied: {', '.join(applied) if applied else 'none pending'}")
+
+
 @app.command()
-def demo() -> None:
-    """Run the main job: all services, a stream of sample tickets, a summary."""
-    kafka = KafkaSettings()
-    out.print(
-        f"[green]infrastructure is up[/green]: Kafka at {kafka.bootstrap_servers}; "
-        "the pipeline services are not wired yet, so no tickets flow."
-    )
+def up(
+    classifiers: Annotated[int, typer.Option(help="Copies of the classifier.")] = 1,
+    policies: Annotated[int, typer.Option(help="Copies of the policy service.")] = 1,
+    routers: Annotated[int, typer.Option(help="Copies of the router.")] = 1,
+    audits: Annotated[int, typer.Option(help="Copies of the audit consumer.")] = 1,
+) -> None:
+    """Start the services in the background (logs and pids under the state dir)."""
+    from services.cli import processes
+
+    state = CliSettings().state_dir
+    copies = {"classifier": classifiers, "policy": policies, "router": routers, "audit": audits}
+    started = processes.start(state, copies=copies)
+    problems = processes.wait_ready(processes.running(state))
+    for process in processes.running(state):
+        out.print(
+            f"{process.service}-{process.copy}: pid {process.pid}, "
+            f"http://127.0.0.1:{process.port}/metrics, log {process.log}"
+        )
+    if problems:
+        err.print("[red]not ready:[/red] " + "; ".join(problems))
+        raise typer.Exit(1)
+    out.print(f"[green]services ready[/green] ({len(started)} started)")
+
+
+@app.command()
+def down() -> None:
+    """Stop the services started by `up` (SIGTERM, then SIGKILL after a deadline)."""
+    from services.cli import processes
+
+    stopped = processes.stop(CliSettings().state_dir)
+    out.print(f"stopped {len(stopped)} service processes")
 
 
 def main() -> None:

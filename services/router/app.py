@@ -12,9 +12,7 @@ from services.router.handlers import RouterHandler
 from services.router.routing import RoutingTable, load_default_routing, load_routing
 from services.router.settings import RouterSettings
 from shared.contracts import utc_now
-from shared.kafka import make_broker
-from shared.service import producer_info, service_app
-from shared.stage import subscribe_stage
+from shared.service import producer_info, stage_app
 from shared.topics import Topics
 
 SERVICE = "router"
@@ -27,28 +25,20 @@ def build_app(
     clock: Callable[[], datetime] = utc_now,
     registry: CollectorRegistry | None = None,
 ) -> AsgiFastStream:
-    """Wire the router: routing table, broker, subscriber, ops endpoints."""
+    """Wire the router: routing table, handler, subscriber, ops endpoints."""
     if table is None:
         table = (
             load_routing(settings.routing_file) if settings.routing_file else load_default_routing()
         )
     topics = Topics(settings.kafka.topic_prefix)
-    broker = make_broker(
-        settings.kafka,
-        client_id=f"triageflow-{SERVICE}",
-        graceful_timeout=settings.graceful_timeout_s,
-        description="Routes decided tickets to downstream queues.",
-    )
     handler = RouterHandler(
         table, topics=topics, producer=producer_info(SERVICE, settings), clock=clock
     )
-    subscribe_stage(
-        broker,
-        topic=topics.decided,
-        group_id=settings.group_id,
+    return stage_app(
+        settings,
+        service=SERVICE,
+        topics=[topics.decided],
         process=handler,
-        max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.batch_timeout_ms,
-        title="router",
+        description="Routes decided tickets to downstream queues.",
+        registry=registry,
     )
-    return service_app(broker, title="triageflow router", registry=registry or CollectorRegistry())

@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import KafkaSettings, ServiceSettings
+from shared.settings import StageSettings
 
 
-class RouterSettings(ServiceSettings):
+class RouterSettings(StageSettings):
     """Everything the router needs."""
 
     model_config = SettingsConfigDict(env_prefix="TRIAGEFLOW_ROUTER_", frozen=True, extra="ignore")
@@ -20,4 +20,3 @@ class RouterSettings(ServiceSettings):
         default=None, description="Routing table YAML; default: the shipped table."
     )
     http_port: int = Field(default=8003, ge=0, le=65535)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)

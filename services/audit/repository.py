@@ -1,0 +1,488 @@
+"""The audit store: every SQL statement of the audit service lives in this module.
+
+    AuditRow                  one event as recorded, built by the pure `to_row`
+    TrailEntry                one line of a ticket's trail (the `audit.ticket_trail` view)
+    AuditRepository           the interface the consumer depends on (a Protocol)
+    ├── PostgresAuditRepository   asyncpg; idempotent bulk insert through COPY
+    └── FakeAuditRepository       in memory, for unit tests without a server
+
+The schema (`audit.trail_events`, `audit.ticket_trail`) is made by the SQL migrations in
+`migrations/`, applied by `services.audit.migrate.apply_migrations`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+import asyncpg
+import pydantic_core
+from loguru import logger
+from pydantic import BaseModel
+
+from shared.codec import InvalidMessage
+
+if TYPE_CHECKING:
+    # asyncpg's classes are generic only in its stubs.
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One event as the audit store records it (the database adds `seq` and `recorded_at`)."""
+
+    event_id: str
+    event_type: str
+    ticket_id: str
+    trace_id: str
+    causation_id: str | None
+    occurred_at: datetime
+    topic: str
+    partition: int
+    kafka_offset: int
+    producer_service: str
+    schema_version: int
+    payload: Mapping[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TrailEntry:
+    """One event of a ticket's trail, in causal order (a row of `audit.ticket_trail`)."""
+
+    ticket_id: str
+    position: int
+    seq: int
+    occurred_at: datetime
+    recorded_at: datetime
+    event_type: str
+    event_id: str
+    causation_id: str | None
+    producer_service: str
+    summary: str | None
+    hop_ms: float | None
+
+
+class AuditRepository(Protocol):
+    """Where the audit consumer records events."""
+
+    async def insert(self, rows: Sequence[AuditRow]) -> int:
+        """Record `rows`, skipping event ids already recorded; return how many were new."""
+        ...
+
+    async def trail(self, ticket_id: str) -> list[TrailEntry]:
+        """Return the trail of one ticket in causal order (empty if unknown)."""
+        ...
+
+    async def count_events(self) -> int:
+        """Return how many events are recorded."""
+        ...
+
+
+# ------------------------------------------------------------------------- to_row
+
+
+def to_row(
+    event: Mapping[str, Any] | BaseModel, topic: str, partition: int, offset: int
+) -> AuditRow:
+    """Return the row recording `event` consumed at topic/partition/offset.
+
+    `event` is a validated event or its JSON form (`model_dump(mode="json")`): the raw
+    inbound JSON may lack the ids the contract derives. Raises `InvalidMessage` when an
+    envelope field is missing or has the wrong type. NUL characters, which PostgreSQL text
+    cannot hold, are recorded as U+FFFD (here in the columns, by the codec in the payload).
+    """
+    payload = event.model_dump(mode="json") if isinstance(event, BaseModel) else event
+    producer = payload.get("producer")
+    return AuditRow(
+        event_id=_text(payload, "event_id"),
+        event_type=_text(payload, "event_type"),
+        ticket_id=_text(payload, "ticket_id"),
+        trace_id=_text(payload, "trace_id"),
+        causation_id=_optional_text(payload, "causation_id"),
+        occurred_at=_aware_datetime(payload.get("occurred_at")),
+        topic=topic,
+        partition=partition,
+        kafka_offset=offset,
+        producer_service=_text(producer if isinstance(producer, Mapping) else {}, "service"),
+        schema_version=_integer(payload, "schema_version"),
+        payload=payload,
+    )
+
+
+_NUL, _REPLACEMENT = "\x00", "\ufffd"
+_INT4_MAX = 2**31 - 1
+
+
+def _storable(value: Any) -> Any:
+    """Return `value` with every NUL character in its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace(_NUL, _REPLACEMENT)
+    if isinstance(value, Mapping):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return value
+
+
+def _invalid(name: str, problem: str) -> InvalidMessage:
+    return InvalidMessage("schema_violation", f"{name}: {problem}")
+
+
+def _text(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise _invalid(name, "missing or not a non-empty string")
+    return value.replace(_NUL, _REPLACEMENT)
+
+
+def _optional_text(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise _invalid(name, "not a string")
+    return value.replace(_NUL, _REPLACEMENT) if value else None
+
+
+def _integer(data: Mapping[str, Any], name: str) -> int:
+    value = data.get(name)
+    # bool is an int subclass; `true` is not a schema version.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _invalid(name, "missing or not an integer")
+    if not 0 <= value <= _INT4_MAX:
+        raise _invalid(name, f"{value} is outside 0..{_INT4_MAX}")
+    return value
+
+
+def _aware_datetime(value: object) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise _invalid("occurred_at", "not an ISO 8601 timestamp") from exc
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise _invalid("occurred_at", "missing or not a timestamp with a time zone")
+    return value
+
+
+def unique_by_event_id(rows: Iterable[AuditRow]) -> list[AuditRow]:
+    """Return `rows` without repeated event ids, keeping the first of each."""
+    first: dict[str, AuditRow] = {}
+    for row in rows:
+        first.setdefault(row.event_id, row)
+    return list(first.values())
+
+
+# --------------------------------------------------------------------- PostgreSQL
+
+
+# jsonb's binary wire format: a version byte, then the JSON text. Binary is what COPY
+# (copy_records_to_table) needs; a text codec cannot be used there.
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_json(value: Any) -> bytes:
+    # pydantic-core serialises in Rust, several times faster than json.dumps, and also
+    # accepts the datetimes and enums of a python-mode dump.
+    return pydantic_core.to_json(value)
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    data = _encode_json(value)
+    # jsonb refuses \u0000, and one such ticket would fail every batch it is in. The search
+    # is nearly free; the walk that replaces it runs only when it finds something.
+    if b"\\u0000" in data:
+        data = _encode_json(_storable(value))
+    return _JSONB_VERSION + data
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    if data[:1] != _JSONB_VERSION:
+        raise ValueError(f"unsupported jsonb binary version {data[:1]!r}")
+    return json.loads(data[1:])
+
+
+async def init_connection(connection: Connection) -> None:
+    """Make jsonb values arrive as Python objects and leave as JSON on `connection`."""
+    await connection.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
+    )
+
+
+async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 4) -> Pool:
+    """Open an asyncpg pool to the audit database with the jsonb codec on every connection."""
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        server_settings={"application_name": "triageflow-audit"},
+    )
+    logger.info("audit database pool open (min {}, max {})", min_size, max_size)
+    return pool
+
+
+_STAGE_COLUMNS = (
+    "event_id",
+    "event_type",
+    "ticket_id",
+    "trace_id",
+    "causation_id",
+    "occurred_at",
+    "topic",
+    "partition",
+    "kafka_offset",
+    "producer_service",
+    "schema_version",
+    "payload",
+)
+_COLUMN_LIST = ", ".join(_STAGE_COLUMNS)
+
+# A session-level staging table, created once per connection and emptied at every commit:
+# COPY into it is the fastest way in, and INSERT ... SELECT from it can skip duplicates.
+_CREATE_STAGE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS audit_trail_stage (
+    event_id text, event_type text, ticket_id text, trace_id text, causation_id text,
+    occurred_at timestamptz, topic text, partition integer, kafka_offset bigint,
+    producer_service text, schema_version integer, payload jsonb
+) ON COMMIT DELETE ROWS
+"""
+
+# ORDER BY event_id: concurrent writers (e.g. two consumers during a rebalance) take the
+# unique-index locks in the same order, so overlapping batches cannot deadlock.
+_INSERT_FROM_STAGE = f"""
+INSERT INTO audit.trail_events ({_COLUMN_LIST})
+SELECT {_COLUMN_LIST} FROM pg_temp.audit_trail_stage ORDER BY event_id
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+_SELECT_TRAIL = """
+SELECT ticket_id, position, seq, occurred_at, recorded_at, event_type, event_id,
+       causation_id, producer_service, summary, hop_ms
+FROM audit.ticket_trail
+WHERE ticket_id = $1
+ORDER BY position
+"""
+
+_COUNT_EVENTS = "SELECT count(*) FROM audit.trail_events"
+
+
+def _stage_record(row: AuditRow) -> tuple[Any, ...]:
+    return (
+        row.event_id,
+        row.event_type,
+        row.ticket_id,
+        row.trace_id,
+        row.causation_id,
+        row.occurred_at,
+        row.topic,
+        row.partition,
+        row.kafka_offset,
+        row.producer_service,
+        row.schema_version,
+        row.payload,
+    )
+
+
+def _affected(status: str) -> int:
+    # asyncpg returns the command tag, e.g. "INSERT 0 998".
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresAuditRepository:
+    """The audit store in PostgreSQL (`audit.trail_events`), through an asyncpg pool."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def insert(self, rows: Sequence[AuditRow]) -> int:
+        """Record `rows` in one transaction, skipping known event ids; return how many were new."""
+        batch = unique_by_event_id(rows)
+        if not batch:
+            return 0
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(_CREATE_STAGE)
+            await connection.copy_records_to_table(
+                "audit_trail_stage",
+                schema_name="pg_temp",
+                columns=_STAGE_COLUMNS,
+                records=[_stage_record(row) for row in batch],
+            )
+            inserted = _affected(await connection.execute(_INSERT_FROM_STAGE))
+        logger.debug("audit insert: {} rows, {} new", len(rows), inserted)
+        return inserted
+
+    async def trail(self, ticket_id: str) -> list[TrailEntry]:
+        """Return the trail of one ticket in causal order (empty if unknown)."""
+        records = await self._pool.fetch(_SELECT_TRAIL, ticket_id)
+        return [TrailEntry(**dict(record)) for record in records]
+
+    async def count_events(self) -> int:
+        """Return how many events are recorded."""
+        count = await self._pool.fetchval(_COUNT_EVENTS)
+        return int(count)
+
+
+# ------------------------------------------------------------------------ in memory
+
+
+class FakeAuditRepository:
+    """An in-memory audit store that behaves like the PostgreSQL one, for unit tests.
+
+    `batches` keeps every `insert` call's rows as given; set `failure` to make the next
+    inserts raise it (a database outage) without recording anything.
+    """
+
+    def __init__(self) -> None:
+        self._recorded: dict[str, _Recorded] = {}
+        self.batches: list[list[AuditRow]] = []
+        self.failure: Exception | None = None
+
+    @property
+    def rows(self) -> list[AuditRow]:
+        """Return every recorded row, in recording order."""
+        return [recorded.row for recorded in self._recorded.values()]
+
+    async def insert(self, rows: Sequence[AuditRow]) -> int:
+        """Record `rows`, skipping known event ids; return how many were new."""
+        if self.failure is not None:
+            raise self.failure
+        self.batches.append(list(rows))
+        recorded_at = datetime.now(UTC)
+        new = [row for row in unique_by_event_id(rows) if row.event_id not in self._recorded]
+        # Same recording order as the SQL insert (ORDER BY event_id).
+        for row in sorted(new, key=lambda r: r.event_id):
+            self._recorded[row.event_id] = _Recorded(len(self._recorded) + 1, recorded_at, row)
+        return len(new)
+
+    async def trail(self, ticket_id: str) -> list[TrailEntry]:
+        """Return the trail of one ticket in causal order, as `audit.ticket_trail` does."""
+        events = {
+            r.row.event_id: r for r in self._recorded.values() if r.row.ticket_id == ticket_id
+        }
+        ordered = sorted(events.values(), key=lambda recorded: _causal_key(recorded, events))
+        entries: list[TrailEntry] = []
+        previous: datetime | None = None
+        for position, recorded in enumerate(ordered, start=1):
+            occurred_at = recorded.row.occurred_at
+            hop = None if previous is None else (occurred_at - previous).total_seconds() * 1e3
+            entries.append(_trail_entry(position, recorded, hop))
+            previous = occurred_at
+        return entries
+
+    async def count_events(self) -> int:
+        """Return how many events are recorded."""
+        return len(self._recorded)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    seq: int
+    recorded_at: datetime
+    row: AuditRow
+
+
+def _trail_entry(position: int, recorded: _Recorded, hop_ms: float | None) -> TrailEntry:
+    row = recorded.row
+    return TrailEntry(
+        ticket_id=row.ticket_id,
+        position=position,
+        seq=recorded.seq,
+        occurred_at=row.occurred_at,
+        recorded_at=recorded.recorded_at,
+        event_type=row.event_type,
+        event_id=row.event_id,
+        causation_id=row.causation_id,
+        producer_service=row.producer_service,
+        summary=event_summary(row.event_type, row.payload),
+        hop_ms=hop_ms,
+    )
+
+
+_STAGE_RANK = {
+    "ticket.received": 0,
+    "ticket.classified": 1,
+    "ticket.decided": 2,
+    "ticket.routed": 3,
+    "ticket.dead_lettered": 4,
+    "ticket.feedback": 5,
+}
+
+
+def _parent_id(row: AuditRow) -> str | None:
+    # Feedback has no causation id; the decision it judges is its cause in the trail.
+    parent = row.causation_id or row.payload.get("decision_event_id")
+    return parent if isinstance(parent, str) else None
+
+
+def _causal_key(
+    recorded: _Recorded, events: Mapping[str, _Recorded]
+) -> tuple[datetime, int, int, int]:
+    """Mirror of the ORDER BY of `audit.ticket_trail`: placement, depth, stage, seq."""
+    row = recorded.row
+    rank = _STAGE_RANK.get(row.event_type, len(_STAGE_RANK))
+    causal_at, depth, node, seen = row.occurred_at, 0, row, {row.event_id}
+    # Walk up to the root: an event without a recorded cause (or its own cause).
+    while (cause := _parent_id(node)) not in (None, node.event_id) and cause in events:
+        if cause in seen:
+            # A causation cycle: SQL cannot reach it from a root and places it by itself.
+            return row.occurred_at, 0, rank, recorded.seq
+        seen.add(cause)
+        node = events[cause].row
+        causal_at, depth = max(causal_at, node.occurred_at), depth + 1
+    return causal_at, depth, rank, recorded.seq
+
+
+def event_summary(event_type: str, payload: Mapping[str, Any]) -> str | None:
+    """Mirror of SQL `audit.event_summary`: one short line about an event."""
+    get = payload.get
+    match event_type:
+        case "ticket.received":
+            customer = get("customer")
+            tier = customer.get("tier") if isinstance(customer, Mapping) else None
+            channel, source = _sql_text(get("channel")), _sql_text(get("source"))
+            return f"{channel} from {source}, tier {_sql_text(tier)}"
+        case "ticket.classified":
+            line = f"{_sql_text(get('category'))} {_two_decimals(get('confidence'))}"
+            if get("degraded") is True:
+                line += f", degraded: {_sql_text(get('degraded_reason'))}"
+            return line
+        case "ticket.decided":
+            rules = get("rules_fired")
+            ids = [
+                _sql_text(rule.get("rule_id"))
+                for rule in (rules if isinstance(rules, list | tuple) else ())
+                if isinstance(rule, Mapping) and rule.get("rule_id") is not None
+            ]
+            return _sql_text(get("mode")) + (f" ({', '.join(ids)})" if ids else "")
+        case "ticket.routed":
+            return f"queue {_sql_text(get('queue'))}, {_sql_text(get('priority'))}"
+        case "ticket.dead_lettered":
+            return f"{_sql_text(get('stage'))}: {_sql_text(get('reason'))}"
+        case "ticket.feedback":
+            return f"{_sql_text(get('kind'))} by {_sql_text(get('actor'))}"
+        case _:
+            return None
+
+
+def _sql_text(value: object) -> str:
+    """Render a JSON value as `format('%s', payload ->> key)` does (NULL becomes '')."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return _encode_json(value).decode("utf-8")
+
+
+def _two_decimals(value: object) -> str:
+    # Rounds like PostgreSQL's to_char on numeric (half away from zero), not like float.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ""
+    return str(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))

@@ -1,0 +1,51 @@
+"""The policy service's composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from faststream.asgi import AsgiFastStream
+from prometheus_client import CollectorRegistry
+
+from services.policy.handlers import PolicyHandler
+from services.policy.model import LoadedPolicy, load_default_policy, load_policy
+from services.policy.settings import PolicySettings
+from shared.contracts import utc_now
+from shared.service import producer_info, stage_app
+from shared.topics import Topics
+
+SERVICE = "policy"
+
+
+def build_app(
+    settings: PolicySettings,
+    *,
+    policy: LoadedPolicy | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    registry: CollectorRegistry | None = None,
+) -> AsgiFastStream:
+    """Wire the policy service: policy (and shadow candidate), handler, subscriber."""
+    if policy is None:
+        policy = (
+            load_policy(settings.policy_file) if settings.policy_file else load_default_policy()
+        )
+    candidate = (
+        load_policy(settings.candidate_policy_file) if settings.candidate_policy_file else None
+    )
+    topics = Topics(settings.kafka.topic_prefix)
+    handler = PolicyHandler(
+        policy,
+        topics=topics,
+        producer=producer_info(SERVICE, settings),
+        clock=clock,
+        candidate=candidate,
+    )
+    return stage_app(
+        settings,
+        service=SERVICE,
+        topics=[topics.classified],
+        process=handler,
+        description="Decides how much the AI may do with each classified ticket.",
+        registry=registry,
+    )

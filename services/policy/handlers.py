@@ -1,0 +1,64 @@
+"""The policy service's Kafka handler: classified events in, decisions out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from loguru import logger
+
+from services.policy.engine import decide
+from services.policy.model import LoadedPolicy
+from shared.contracts import ProducerInfo, Stage, TicketClassified
+from shared.logging import message_context
+from shared.stage import Incoming, Outgoing, decode_batch
+from shared.topics import Topics
+
+
+class PolicyHandler:
+    """Decide every valid classification; dead-letter what is not one."""
+
+    def __init__(
+        self,
+        policy: LoadedPolicy,
+        *,
+        topics: Topics,
+        producer: ProducerInfo,
+        clock: Callable[[], datetime],
+        candidate: LoadedPolicy | None = None,
+    ) -> None:
+        self._policy = policy
+        self._candidate = candidate
+        self._topics = topics
+        self._producer = producer
+        self._clock = clock
+
+    async def __call__(self, batch: list[Incoming]) -> list[Outgoing]:
+        """Handle one consumed batch."""
+        valid, out = decode_batch(
+            batch,
+            TicketClassified,
+            stage=Stage.POLICY,
+            producer=self._producer,
+            deadletter_topic=self._topics.deadletter,
+        )
+        now = self._clock()
+        for record, classified in valid:
+            decided = decide(
+                classified,
+                self._policy,
+                producer=self._producer,
+                now=now,
+                candidate=self._candidate,
+            )
+            out.append(Outgoing(self._topics.decided, decided.ticket_id, decided))
+            logger.bind(
+                **message_context(
+                    ticket_id=decided.ticket_id,
+                    trace_id=decided.trace_id,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+            ).debug("decided {} ({} rules fired)", decided.mode.value, len(decided.rules_fired))
+        return out
