@@ -66,6 +66,18 @@ test: install infra-up ## Everything: install, start Kafka + PostgreSQL, run all
 schemas: install ## Write the JSON Schema of every event under docs/schemas/
 	$(BIN)/triageflow schemas --out docs/schemas
 
+.PHONY: migrate
+migrate: install ## Apply the audit store's migrations
+	$(BIN)/triageflow db migrate
+
+.PHONY: up
+up: infra-up migrate ## Start infrastructure and every service in the background
+	$(BIN)/triageflow up
+
+.PHONY: down
+down: ## Stop the services started by `make up`
+	-$(BIN)/triageflow down
+
 .PHONY: demo
-demo: install infra-up ## Main job: infrastructure, all services, sample tickets, a report
+demo: infra-up ## Main job: infrastructure, all services, 562 sample tickets, a summary
 	$(BIN)/triageflow demo

@@ -97,7 +97,7 @@ class AuditHandler:
         rows, dead = self.rows(batch)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_transient_errors()),
-            wait=wait_exponential_jitter(initial=0.1, max=self._max_backoff_s),
+            wait=wait_exponential_jitter(multiplier=0.1, max=self._max_backoff_s),
             before_sleep=lambda state: logger.warning(
                 "audit store unavailable (attempt {}): {}; not committing, retrying",
                 state.attempt_number,

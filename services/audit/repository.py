@@ -296,6 +296,123 @@ def _affected(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+_SELECT_TRAIL_EVENTS = """
+SELECT e.payload
+FROM audit.ticket_trail AS t
+JOIN audit.trail_events AS e USING (event_id)
+WHERE t.ticket_id = $1
+ORDER BY t.position
+"""
+
+_SELECT_DEAD_LETTERS = """
+SELECT seq, event_id, ticket_id, occurred_at, payload ->> 'stage' AS stage,
+       payload ->> 'reason' AS reason, payload ->> 'error_message' AS error_message,
+       payload ->> 'original_topic' AS original_topic
+FROM audit.trail_events
+WHERE event_type = 'ticket.dead_lettered' AND starts_with(ticket_id, $1)
+ORDER BY seq DESC
+LIMIT $2
+"""
+
+_SELECT_EVENT = "SELECT payload FROM audit.trail_events WHERE event_id = $1"
+
+_COUNT_BY_TYPE = """
+SELECT event_type, count(*) AS n
+FROM audit.trail_events
+WHERE starts_with(ticket_id, $1)
+GROUP BY event_type
+"""
+
+_MODES = """
+SELECT payload ->> 'mode' AS key, count(*) AS n
+FROM audit.trail_events
+WHERE event_type = 'ticket.decided' AND starts_with(ticket_id, $1)
+GROUP BY 1 ORDER BY 2 DESC
+"""
+
+_QUEUES = """
+SELECT payload ->> 'queue' AS key, count(*) AS n
+FROM audit.trail_events
+WHERE event_type = 'ticket.routed' AND starts_with(ticket_id, $1)
+GROUP BY 1 ORDER BY 2 DESC
+"""
+
+_DEAD_REASONS = """
+SELECT (payload ->> 'stage') || ': ' || (payload ->> 'reason') AS key, count(*) AS n
+FROM audit.trail_events
+WHERE event_type = 'ticket.dead_lettered' AND starts_with(ticket_id, $1)
+GROUP BY 1 ORDER BY 2 DESC
+"""
+
+# Time from the causing event to each event, by stage: where the pipeline spends time.
+_HOPS = """
+SELECT e.event_type AS key,
+       count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95_ms,
+       max(ms) AS max_ms
+FROM (
+    SELECT e.event_type,
+           extract(epoch FROM e.occurred_at - c.occurred_at) * 1000 AS ms
+    FROM audit.trail_events AS e
+    JOIN audit.trail_events AS c ON c.event_id = e.causation_id
+    WHERE starts_with(e.ticket_id, $1)
+) AS e
+GROUP BY 1 ORDER BY 1
+"""
+
+# Tickets accounted for: an inbound message ends routed or dead-lettered at the classifier.
+_ACCOUNTED = """
+SELECT
+    (SELECT count(DISTINCT ticket_id) FROM audit.trail_events
+     WHERE event_type = 'ticket.routed' AND starts_with(ticket_id, $1)) AS routed,
+    (SELECT count(*) FROM audit.trail_events
+     WHERE event_type = 'ticket.dead_lettered' AND starts_with(ticket_id, $1)
+       AND payload ->> 'original_topic' LIKE '%tickets.inbound') AS dead_lettered_inbound,
+    (SELECT count(*) FROM audit.trail_events
+     WHERE event_type = 'ticket.dead_lettered' AND starts_with(ticket_id, $1)) AS dead_lettered
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterEntry:
+    """One recorded dead letter."""
+
+    seq: int
+    event_id: str
+    ticket_id: str
+    occurred_at: datetime
+    stage: str | None
+    reason: str | None
+    error_message: str | None
+    original_topic: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HopStats:
+    """Latency from cause to effect for one event type, in milliseconds."""
+
+    event_type: str
+    count: int
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSummary:
+    """What happened to the tickets whose id starts with a prefix."""
+
+    events_by_type: dict[str, int]
+    modes: dict[str, int]
+    queues: dict[str, int]
+    dead_letter_reasons: dict[str, int]
+    hops: list[HopStats]
+    routed_tickets: int
+    dead_lettered_inbound: int
+    dead_letters: int
+
+
 class PostgresAuditRepository:
     """The audit store in PostgreSQL (`audit.trail_events`), through an asyncpg pool."""
 
@@ -328,6 +445,58 @@ class PostgresAuditRepository:
         """Return how many events are recorded."""
         count = await self._pool.fetchval(_COUNT_EVENTS)
         return int(count)
+
+    async def trail_events(self, ticket_id: str) -> list[dict[str, Any]]:
+        """Return the full events of one ticket's trail, in causal order."""
+        records = await self._pool.fetch(_SELECT_TRAIL_EVENTS, ticket_id)
+        return [dict(record["payload"]) for record in records]
+
+    async def event(self, event_id: str) -> dict[str, Any] | None:
+        """Return one recorded event by id, or None."""
+        payload = await self._pool.fetchval(_SELECT_EVENT, event_id)
+        return dict(payload) if payload is not None else None
+
+    async def dead_letters(
+        self, *, ticket_prefix: str = "", limit: int = 50
+    ) -> list[DeadLetterEntry]:
+        """Return the most recent dead letters, newest first."""
+        records = await self._pool.fetch(_SELECT_DEAD_LETTERS, ticket_prefix, limit)
+        return [DeadLetterEntry(**dict(record)) for record in records]
+
+    async def summary(self, *, ticket_prefix: str = "") -> PipelineSummary:
+        """Return counts by mode, queue and dead-letter reason, and hop latencies."""
+        async with self._pool.acquire() as connection:
+
+            async def counts(sql: str) -> dict[str, int]:
+                rows = await connection.fetch(sql, ticket_prefix)
+                return {str(row[0]): int(row[1]) for row in rows}
+
+            by_type = await counts(_COUNT_BY_TYPE)
+            modes = await counts(_MODES)
+            queues = await counts(_QUEUES)
+            reasons = await counts(_DEAD_REASONS)
+            hops = [
+                HopStats(
+                    r["key"],
+                    int(r["n"]),
+                    float(r["p50_ms"]),
+                    float(r["p95_ms"]),
+                    float(r["max_ms"]),
+                )
+                for r in await connection.fetch(_HOPS, ticket_prefix)
+            ]
+            accounted = await connection.fetchrow(_ACCOUNTED, ticket_prefix)
+        assert accounted is not None
+        return PipelineSummary(
+            events_by_type=by_type,
+            modes=modes,
+            queues=queues,
+            dead_letter_reasons=reasons,
+            hops=hops,
+            routed_tickets=int(accounted["routed"]),
+            dead_lettered_inbound=int(accounted["dead_lettered_inbound"]),
+            dead_letters=int(accounted["dead_lettered"]),
+        )
 
 
 # ------------------------------------------------------------------------ in memory

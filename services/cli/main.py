@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import BaseModel
@@ -16,6 +18,9 @@ from shared.contracts import EVENT_TYPES, WorkItem
 from shared.settings import DatabaseSettings, KafkaSettings
 from shared.topics import Topics, ensure_topics
 
+if TYPE_CHECKING:
+    from services.audit.repository import DeadLetterEntry, PostgresAuditRepository
+
 app = typer.Typer(help="triageflow: AI ticket triage over Kafka.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
@@ -23,6 +28,21 @@ policy_app = typer.Typer(help="Decision policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 db_app = typer.Typer(help="The audit database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+dlq_app = typer.Typer(help="Dead letters.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@asynccontextmanager
+async def audit_store() -> AsyncIterator[PostgresAuditRepository]:
+    """Open the audit store for one command."""
+    from services.audit.repository import PostgresAuditRepository, connect_pool
+
+    pool = await connect_pool(DatabaseSettings().url.get_secret_value(), min_size=1, max_size=2)
+    try:
+        yield PostgresAuditRepository(pool)
+    finally:
+        await pool.close()
+
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -132,6 +152,43 @@ def db_migrate() -> None:
 
 
 @app.command()
+def trail(
+    ticket_id: Annotated[str, typer.Argument(help="The ticket id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The events, in order, as JSON.")] = False,
+) -> None:
+    """Show a ticket's causal chain: what arrived, what the model said, who decided, where."""
+    from services.cli.render import trail_table
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with audit_store() as store:
+            return await store.trail_events(ticket_id)
+
+    events = asyncio.run(fetch())
+    if not events:
+        err.print(f"no recorded events for ticket {ticket_id!r}")
+        raise typer.Exit(1)
+    if as_json:
+        out.print_json(json.dumps(events))
+        return
+    out.print(trail_table(ticket_id, events))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    ticket_prefix: Annotated[str, typer.Option(help="Only tickets with this id prefix.")] = "",
+) -> None:
+    """List recorded dead letters with their stage and reason."""
+    from services.cli.render import dead_letter_table
+
+    async def fetch() -> list[DeadLetterEntry]:
+        async with audit_store() as store:
+            return await store.dead_letters(ticket_prefix=ticket_prefix, limit=limit)
+
+    out.print(dead_letter_table(asyncio.run(fetch())))
+
+
+@app.command()
 def up(
     classifiers: Annotated[int, typer.Option(help="Copies of the classifier.")] = 1,
     policies: Annotated[int, typer.Option(help="Copies of the policy service.")] = 1,
@@ -163,6 +220,19 @@ def down() -> None:
 
     stopped = processes.stop(CliSettings().state_dir)
     out.print(f"stopped {len(stopped)} service processes")
+
+
+@app.command()
+def demo(
+    rate: Annotated[float, typer.Option(help="Tickets per second to publish.")] = 200.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every ticket.")] = 300.0,
+    keep_running: Annotated[bool, typer.Option(help="Leave the services running.")] = False,
+) -> None:
+    """Run the main job: all services, a stream of sample tickets, a summary."""
+    from services.cli.demo import run_demo
+
+    code = run_demo(out, err, rate=rate, timeout=timeout, keep_running=keep_running)
+    raise typer.Exit(code)
 
 
 def main() -> None:
