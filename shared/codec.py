@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -33,8 +34,17 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def decode(raw: bytes | None, model: type[M], *, max_bytes: int = MAX_MESSAGE_BYTES) -> M:
-    """Parse `raw` as JSON into `model`, or raise `InvalidMessage` saying exactly why."""
+def decode(
+    raw: bytes | None,
+    model: type[M],
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> M:
+    """Parse `raw` as JSON into `model`, or raise `InvalidMessage` saying exactly why.
+
+    `prepare` may complete the parsed object (e.g. with transport metadata) before validation.
+    """
     if raw is None or not raw.strip():
         raise InvalidMessage("empty_message", "the message value is empty")
     if len(raw) > max_bytes:
@@ -53,6 +63,8 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int = MAX_MESSAGE_BY
         raise InvalidMessage("invalid_json", "nested too deeply") from exc
     if not isinstance(data, dict):
         raise InvalidMessage("not_an_object", f"expected a JSON object, got {type(data).__name__}")
+    if prepare is not None:
+        data = prepare(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

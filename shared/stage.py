@@ -21,6 +21,7 @@ import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka import ConsumerRecord
@@ -31,8 +32,14 @@ from loguru import logger
 from pydantic import BaseModel
 
 from shared.codec import InvalidMessage, decode, encode
-from shared.contracts import AttemptError, ProducerInfo, Stage, TicketDeadLettered
-from shared.ids import bytes_digest, derived_event_id, trace_id_for
+from shared.contracts import (
+    AttemptError,
+    ProducerInfo,
+    Stage,
+    TicketDeadLettered,
+    TicketReceived,
+)
+from shared.ids import bytes_digest, content_event_id, derived_event_id, trace_id_for
 from shared.logging import message_context
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -49,6 +56,7 @@ class Incoming:
     key: bytes | None
     value: bytes | None
     headers: dict[str, str] = field(default_factory=dict)
+    timestamp_ms: int | None = None
 
     @classmethod
     def of(cls, record: ConsumerRecord[Any, Any]) -> Incoming:
@@ -60,6 +68,7 @@ class Incoming:
             key=record.key,
             value=record.value,
             headers={k: v.decode("utf-8", "replace") for k, v in record.headers or ()},
+            timestamp_ms=record.timestamp if record.timestamp and record.timestamp > 0 else None,
         )
 
     @property
@@ -132,6 +141,29 @@ def dead_letter(
     )
 
 
+def _inbound_defaults(record: Incoming) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def fill(data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("occurred_at") or record.timestamp_ms is None:
+            return data
+        # The id is derived from the content as sent, before the timestamp is added, so a
+        # re-published duplicate (a new record timestamp) keeps its id.
+        data = {"event_id": data.get("event_id") or content_event_id(data), **data}
+        when = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
+        return data | {"occurred_at": when.isoformat()}
+
+    return fill
+
+
+def decode_record(record: Incoming, model: type[M]) -> M:
+    """Decode one record into `model`, or raise `InvalidMessage`.
+
+    An upstream ticket without `occurred_at` takes the Kafka record's timestamp, so every
+    consumer of the same record (classifier, audit) sees the same time.
+    """
+    prepare = _inbound_defaults(record) if model is TicketReceived else None
+    return decode(record.value, model, prepare=prepare)
+
+
 def decode_batch(
     batch: Sequence[Incoming],
     model: type[M],
@@ -145,7 +177,7 @@ def decode_batch(
     dead: list[Outgoing] = []
     for record in batch:
         try:
-            valid.append((record, decode(record.value, model)))
+            valid.append((record, decode_record(record, model)))
         except InvalidMessage as error:
             letter = dead_letter(record, stage=stage, error=error, producer=producer)
             logger.bind(

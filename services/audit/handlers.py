@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from services.audit.repository import AuditRepository, AuditRow, to_row
-from shared.codec import InvalidMessage, decode
+from shared.codec import InvalidMessage
 from shared.contracts import (
     FeedbackGiven,
     ProducerInfo,
@@ -23,7 +23,7 @@ from shared.contracts import (
     TicketReceived,
     TicketRouted,
 )
-from shared.stage import Incoming, Outgoing, dead_letter
+from shared.stage import Incoming, Outgoing, dead_letter, decode_record
 from shared.topics import Topics
 
 # Errors worth waiting out: the database is down or restarting. Anything else is a bug
@@ -76,7 +76,7 @@ class AuditHandler:
             if model is None:
                 continue
             try:
-                event = decode(record.value, model)
+                event = decode_record(record, model)
                 row = to_row(event, record.topic, record.partition, record.offset)
             except InvalidMessage as error:
                 if record.topic == self._topics.feedback:

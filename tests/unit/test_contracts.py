@@ -173,3 +173,17 @@ def test_naive_timestamps_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone"):
         TicketReceived(ticket_id="T-1", body="x", occurred_at=datetime(2026, 1, 1))
     assert TicketReceived(ticket_id="T-1", body="x", occurred_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_an_inbound_ticket_without_a_time_takes_the_record_timestamp_and_keeps_its_id() -> None:
+    from shared.stage import Incoming, decode_record
+
+    raw = b'{"ticket_id": "T-1", "body": "hello"}'
+    first = Incoming("tickets.inbound", 0, 1, b"T-1", raw, timestamp_ms=1_764_072_000_000)
+    again = Incoming("tickets.inbound", 3, 9, b"T-1", raw, timestamp_ms=1_764_075_600_000)
+
+    one, two = decode_record(first, TicketReceived), decode_record(again, TicketReceived)
+
+    assert one.occurred_at == datetime(2025, 11, 25, 12, 0, tzinfo=UTC)
+    assert one.event_id == two.event_id == decode(raw, TicketReceived).event_id
+    assert two.occurred_at > one.occurred_at
