@@ -11,6 +11,7 @@ forgiving boundary, so that an upstream system can publish as little as
     ├── TicketDecided       ticket.decided        policy     -> tickets.decided
     ├── TicketRouted        ticket.routed         router     -> tickets.routed
     ├── TicketDeadLettered  ticket.dead_lettered  any stage  -> tickets.deadletter
+    ├── DeadLetterReplayed  ticket.dead_letter_replayed  operator (dlq replay) -> tickets.deadletter
     └── FeedbackGiven       ticket.feedback       downstream -> tickets.feedback
     WorkItem (not an event: the unit of work a downstream queue receives)
 """
@@ -406,11 +407,16 @@ class TicketRouted(Event):
     category: str = Field(description="Category.")
     work_item_id: str = Field(description="Idempotency key of the work item published.")
     routing_version: str = Field(description="Routing table version and hash.")
+    reason: Literal["decision", "negative_customer_reaction"] = Field(
+        default="decision",
+        description="Why it was routed: a policy decision, or an escalation after feedback.",
+    )
 
 
 class WorkItem(Contract):
     """What a downstream queue receives: everything needed to act on the ticket."""
 
+    kind: Literal["ticket"] = Field(default="ticket", description="Always `ticket`.")
     ticket_id: str = Field(description="The ticket id (also the Kafka key).")
     idempotency_key: str = Field(description="Stable across replays; de-duplicate on it.")
     queue: str = Field(description="Queue name.")
@@ -426,6 +432,23 @@ class WorkItem(Contract):
     trail: dict[str, str] = Field(
         description="Trail reference: trace_id and the ids of the events that led here."
     )
+    routed_at: AwareDatetime = Field(default_factory=utc_now, description="When routed.")
+
+
+class Escalation(Contract):
+    """What a human queue receives when a customer reacts badly to an AI answer."""
+
+    kind: Literal["escalation"] = Field(default="escalation", description="Always `escalation`.")
+    ticket_id: str = Field(description="The ticket id (also the Kafka key).")
+    idempotency_key: str = Field(description="Stable across replays; de-duplicate on it.")
+    queue: str = Field(description="Queue name.")
+    priority: Literal["p1", "p2", "p3", "p4"] = Field(description="Priority.")
+    sla_due_at: AwareDatetime = Field(description="When the first response is due.")
+    human_handling: Literal[True] = Field(default=True, description="Always handled by a human.")
+    reason: str = Field(description="Why: e.g. negative reply to an autonomous answer.")
+    feedback_event_id: str = Field(description="The feedback that triggered the escalation.")
+    decision_event_id: str = Field(description="The decision the customer reacted to.")
+    trace_id: str = Field(description="The ticket's trace id.")
     routed_at: AwareDatetime = Field(default_factory=utc_now, description="When routed.")
 
 
@@ -459,6 +482,37 @@ class TicketDeadLettered(Event):
     attempts: tuple[AttemptError, ...] = Field(default=(), description="Every attempt's error.")
 
 
+class DeadLetterReplayed(Event):
+    """ticket.dead_letter_replayed: an operator re-published a dead letter to its topic."""
+
+    event_type: Literal["ticket.dead_letter_replayed"] = Field(
+        default="ticket.dead_letter_replayed", description="Always `ticket.dead_letter_replayed`."
+    )
+    causation_id: str = Field(description="Id of the dead letter that was replayed.")
+    actor: str = Field(min_length=1, description="Who replayed it (operator name).")
+    outcome: Literal["republished", "republished_corrected"] = Field(
+        description="`republished`: the original bytes; `republished_corrected`: the "
+        "operator's corrected message."
+    )
+    forced: bool = Field(
+        default=False, description="Replayed although an earlier replay was recorded."
+    )
+    replay_number: int = Field(ge=1, description="1 for the first replay of this dead letter.")
+    dead_letter_stage: Stage = Field(description="Stage that had dead-lettered the message.")
+    dead_letter_reason: str = Field(description="Why it had been dead-lettered.")
+    topic: str = Field(description="Topic it was re-published to: its original topic.")
+    partition: int = Field(ge=0, description="Partition of the re-published record.")
+    offset: int = Field(ge=0, description="Offset of the re-published record.")
+    key: str | None = Field(default=None, description="Key it was re-published with.")
+    replayed_event_id: str = Field(description="Id of the event the re-published message is.")
+    corrected_bytes_b64: str | None = Field(
+        default=None,
+        description="The operator's corrected message, base64; None when the original "
+        "bytes were replayed.",
+    )
+    note: str | None = Field(default=None, max_length=2000, description="Operator's comment.")
+
+
 # ---------------------------------------------------------------------------- feedback
 
 
@@ -486,6 +540,9 @@ class FeedbackGiven(Event):
     )
     kind: FeedbackKind = Field(description="override, resolution, customer_reaction, reopened.")
     decision_event_id: str = Field(description="The ticket.decided event this judges.")
+    decision_mode: Mode | None = Field(
+        default=None, description="Mode of the decision judged, when the sender knows it."
+    )
     actor: str = Field(description="Who gave the feedback (agent id, `customer`, system).")
     correct_category: str | None = Field(default=None, description="Override: right category.")
     correct_queue: str | None = Field(default=None, description="Override: right queue.")
@@ -531,6 +588,7 @@ AnyEvent = Annotated[
     | TicketDecided
     | TicketRouted
     | TicketDeadLettered
+    | DeadLetterReplayed
     | FeedbackGiven,
     Field(discriminator="event_type"),
 ]
@@ -541,17 +599,20 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "ticket.decided": TicketDecided,
     "ticket.routed": TicketRouted,
     "ticket.dead_lettered": TicketDeadLettered,
+    "ticket.dead_letter_replayed": DeadLetterReplayed,
     "ticket.feedback": FeedbackGiven,
 }
 
 __all__ = [
     "EVENT_TYPES",
+    "Escalation",
     "SCHEMA_VERSION",
     "AnyEvent",
     "AttemptError",
     "CategoryScore",
     "ClassificationSummary",
     "Customer",
+    "DeadLetterReplayed",
     "Event",
     "FeedbackGiven",
     "FeedbackKind",

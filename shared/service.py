@@ -9,21 +9,23 @@ within the broker's graceful timeout, and commits.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from shared.contracts import ProducerInfo
 from shared.kafka import make_broker
 from shared.logging import configure_logging
-from shared.stage import Process, subscribe_stage
+from shared.metrics import StageMetrics
+from shared.stage import Outgoing, Process, subscribe_stage
+from shared.tracing import configure_tracing
 
 if TYPE_CHECKING:
-    from faststream.asgi.types import Scope
     from faststream.kafka import KafkaBroker
 
     from shared.settings import ServiceSettings, StageSettings
@@ -45,7 +47,7 @@ def producer_info(service: str, settings: ServiceSettings) -> ProducerInfo:
 
 
 @get(include_in_schema=False)
-async def _live(scope: Scope) -> AsgiResponse:
+async def _live(scope: Any) -> AsgiResponse:  # Any: faststream resolves this annotation at runtime
     return AsgiResponse(b"ok", 200)
 
 
@@ -70,7 +72,8 @@ def stage_app(
     topics: Sequence[str],
     process: Process,
     description: str,
-    registry: CollectorRegistry | None = None,
+    metrics: StageMetrics,
+    observe: Callable[[list[Outgoing]], None] | None = None,
 ) -> AsgiFastStream:
     """Return a service that consumes `topics` in batches and runs `process` on each."""
     broker = make_broker(
@@ -78,6 +81,7 @@ def stage_app(
         client_id=f"triageflow-{service}",
         graceful_timeout=settings.graceful_timeout_s,
         description=description,
+        middlewares=(KafkaPrometheusMiddleware(registry=metrics.registry, app_name=service),),
     )
     subscribe_stage(
         broker,
@@ -87,10 +91,10 @@ def stage_app(
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
         title=service,
+        metrics=metrics,
+        observe=observe,
     )
-    return service_app(
-        broker, title=f"triageflow {service}", registry=registry or CollectorRegistry()
-    )
+    return service_app(broker, title=f"triageflow {service}", registry=metrics.registry)
 
 
 def run_service(app: AsgiFastStream, *, service: str, settings: ServiceSettings) -> None:
@@ -100,6 +104,9 @@ def run_service(app: AsgiFastStream, *, service: str, settings: ServiceSettings)
         instance=settings.instance_id,
         json=settings.log_json,
         level=settings.log_level,
+    )
+    configure_tracing(
+        service=service, exporter=settings.otel_exporter, endpoint=settings.otel_endpoint
     )
     options: dict[str, object] = {
         "host": settings.http_host,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,10 +64,31 @@ class DatabaseSettings(BaseSettings):
         default=SecretStr("postgresql://triageflow:triageflow@127.0.0.1:5432/triageflow"),
         description="PostgreSQL DSN. The default is the local development database only.",
     )
-    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = None
-    sslrootcert: Path | None = None
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        default=None, description="TLS to PostgreSQL; overrides an sslmode in the URL."
+    )
+    sslrootcert: Path | None = Field(
+        default=None, description="CA bundle that verify-ca/verify-full check the server against."
+    )
     pool_min: int = Field(default=1, ge=1)
     pool_max: int = Field(default=4, ge=1)
+
+    def dsn(self) -> str:
+        """Return the URL (secret included) with `sslmode`/`sslrootcert` as query parameters.
+
+        asyncpg, psycopg (yoyo) and psql all read TLS options from there, so every client of
+        the database gets the same TLS from the same two settings.
+        """
+        url = self.url.get_secret_value()
+        tls = {"sslmode": self.sslmode, "sslrootcert": self.sslrootcert}
+        options = {key: str(value) for key, value in tls.items() if value is not None}
+        if not options:
+            return url
+        parts = urlsplit(url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in options]
+        # quote, not quote_plus: libpq does not read "+" as a space.
+        encoded = urlencode([*query, *options.items()], quote_via=quote)
+        return urlunsplit(parts._replace(query=encoded))
 
 
 class ServiceSettings(BaseSettings):
@@ -84,6 +106,12 @@ class ServiceSettings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1, description="Records per consumed batch.")
     batch_timeout_ms: int = Field(default=50, ge=1, description="Max wait to fill a batch.")
     graceful_timeout_s: float = Field(default=15.0, gt=0, description="SIGTERM drain deadline.")
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none", description="Where this service's trace spans go."
+    )
+    otel_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces."
+    )
 
 
 class StageSettings(ServiceSettings):

@@ -19,12 +19,13 @@ import asyncio
 import base64
 import dataclasses
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
@@ -41,6 +42,8 @@ from shared.contracts import (
 )
 from shared.ids import bytes_digest, content_event_id, derived_event_id, trace_id_for
 from shared.logging import message_context
+from shared.metrics import StageMetrics
+from shared.tracing import ticket_span, traceparent_of
 
 JSON_HEADERS = {"content-type": "application/json"}
 M = TypeVar("M", bound=BaseModel)
@@ -85,6 +88,7 @@ class Outgoing:
     key: str
     event: BaseModel
     headers: dict[str, str] = field(default_factory=dict)
+    cause: Incoming | None = None
 
 
 Process = Callable[[list[Incoming]], Awaitable[list[Outgoing]]]
@@ -189,25 +193,70 @@ def decode_batch(
                     offset=record.offset,
                 )
             ).warning("dead-lettered: {}", error)
-            dead.append(Outgoing(deadletter_topic, letter.ticket_id, letter))
+            dead.append(Outgoing(deadletter_topic, letter.ticket_id, letter, cause=record))
     return valid, dead
 
 
-async def publish_all(broker: KafkaBroker, messages: Sequence[Outgoing]) -> None:
-    """Publish every message and wait until the broker acknowledged all of them."""
+async def publish_all(
+    broker: KafkaBroker, messages: Sequence[Outgoing], *, service: str = "triageflow"
+) -> None:
+    """Publish every message and wait until the broker acknowledged all of them.
+
+    Each record carries the ticket's trace: a `traceparent` header naming the span in
+    which this service handled the ticket (see shared/tracing.py).
+    """
     futures = []
     for message in messages:
-        trace_id = getattr(message.event, "trace_id", "")
-        future = await broker.publish(
-            encode(message.event),
-            message.topic,
-            key=message.key.encode("utf-8"),
-            headers=JSON_HEADERS | {"trace_id": trace_id} | message.headers,
-            no_confirm=True,
-        )
+        trace_id = str(getattr(message.event, "trace_id", ""))
+        parent = message.cause.headers.get("traceparent") if message.cause else None
+        with ticket_span(
+            f"{service} {message.topic}",
+            trace_id=trace_id,
+            traceparent=parent,
+            ticket_id=message.key,
+            event_type=str(getattr(message.event, "event_type", "")),
+        ) as span:
+            headers = JSON_HEADERS | {"trace_id": trace_id} | message.headers
+            if traceparent := traceparent_of(span, trace_id):
+                headers["traceparent"] = traceparent
+            future = await broker.publish(
+                encode(message.event),
+                message.topic,
+                key=message.key.encode("utf-8"),
+                headers=headers,
+                no_confirm=True,
+            )
         futures.append(future)
     if futures:
         await asyncio.gather(*futures)
+
+
+def _log_published(service: str, message: Outgoing) -> None:
+    cause = message.cause
+    logger.bind(
+        service=service,
+        **message_context(
+            ticket_id=message.key,
+            trace_id=str(getattr(message.event, "trace_id", "")),
+            topic=cause.topic if cause else "",
+            partition=cause.partition if cause else -1,
+            offset=cause.offset if cause else -1,
+        ),
+    ).info("published {} to {}", getattr(message.event, "event_type", "work item"), message.topic)
+
+
+def _record_lag(metrics: StageMetrics, msg: KafkaMessage, records: list[Incoming]) -> None:
+    consumer = getattr(msg, "consumer", None)
+    highwater = getattr(consumer, "highwater", None)
+    if highwater is None:
+        return
+    last: dict[tuple[str, int], int] = {}
+    for record in records:
+        last[(record.topic, record.partition)] = record.offset
+    for (topic, partition), offset in last.items():
+        end = highwater(TopicPartition(topic, partition))
+        if end is not None:
+            metrics.consumer_lag.labels(topic, str(partition)).set(max(0, end - offset - 1))
 
 
 async def _raw_parser(
@@ -238,13 +287,35 @@ def subscribe_stage(
     max_records: int,
     batch_timeout_ms: int,
     title: str,
+    metrics: StageMetrics,
+    observe: Callable[[list[Outgoing]], None] | None = None,
 ) -> None:
     """Register a batch subscriber that runs `process` and publishes its output."""
 
     async def handle(body: Any, msg: KafkaMessage) -> None:
         records = [Incoming.of(r) for r in msg.raw_message]
-        outgoing = await process(records)
-        await publish_all(broker, outgoing)
+        started = time.perf_counter()
+        with logger.contextualize(service=title):
+            try:
+                outgoing = await process(records)
+                await publish_all(broker, outgoing, service=title)
+            except Exception:
+                metrics.failed_batches.inc()
+                logger.exception("batch of {} records failed; it will be redelivered", len(records))
+                raise
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        metrics.batch_size.observe(len(records))
+        for record in records:
+            metrics.messages_in.labels(record.topic).inc()
+        for message in outgoing:
+            metrics.messages_out.labels(message.topic).inc()
+            if isinstance(message.event, TicketDeadLettered):
+                letter = message.event
+                metrics.dead_letters.labels(letter.stage.value, letter.reason).inc()
+            _log_published(title, message)
+        if observe is not None:
+            observe(outgoing)
+        _record_lag(metrics, msg, records)
 
     broker.subscriber(
         *topics,

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from services.audit.handlers import AuditHandler
 from services.audit.repository import AuditRepository, PostgresAuditRepository, connect_pool
 from services.audit.settings import AuditSettings
+from shared.metrics import StageMetrics
 from shared.service import producer_info, stage_app
 from shared.stage import Incoming, Outgoing
 from shared.topics import Topics
@@ -50,7 +51,7 @@ def build_app(
         topics=topics.audited(),
         process=process,
         description="Records every event of every topic in the PostgreSQL trail.",
-        registry=registry,
+        metrics=StageMetrics.create(registry or CollectorRegistry()),
     )
 
     pools: list[Pool] = []
@@ -59,9 +60,7 @@ def build_app(
     async def open_database() -> None:
         if not handlers:
             db = settings.database
-            pool = await connect_pool(
-                db.url.get_secret_value(), min_size=db.pool_min, max_size=db.pool_max
-            )
+            pool = await connect_pool(db.dsn(), min_size=db.pool_min, max_size=db.pool_max)
             pools.append(pool)
             handlers.append(make_handler(PostgresAuditRepository(pool)))
 

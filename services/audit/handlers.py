@@ -7,6 +7,8 @@ recorded. Invalid feedback has no other consumer, so it is dead-lettered here.
 
 from __future__ import annotations
 
+import json
+
 from loguru import logger
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
@@ -14,6 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 from services.audit.repository import AuditRepository, AuditRow, to_row
 from shared.codec import InvalidMessage
 from shared.contracts import (
+    DeadLetterReplayed,
     FeedbackGiven,
     ProducerInfo,
     Stage,
@@ -23,8 +26,10 @@ from shared.contracts import (
     TicketReceived,
     TicketRouted,
 )
+from shared.logging import message_context
 from shared.stage import Incoming, Outgoing, dead_letter, decode_record
 from shared.topics import Topics
+from shared.tracing import ticket_span
 
 # Errors worth waiting out: the database is down or restarting. Anything else is a bug
 # and must surface (the batch is then redelivered, never silently skipped).
@@ -41,6 +46,20 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
         asyncpg.InterfaceError,
         asyncpg.TooManyConnectionsError,
     )
+
+
+_REPLAYED = "ticket.dead_letter_replayed"
+
+
+def _event_type(raw: bytes | None) -> object:
+    """Return the `event_type` of a JSON object message, or None."""
+    if not raw or _REPLAYED.encode() not in raw:
+        return None  # the cheap answer for every dead letter
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data.get("event_type") if isinstance(data, dict) else None
 
 
 class AuditHandler:
@@ -72,7 +91,7 @@ class AuditHandler:
         rows: list[AuditRow] = []
         dead: list[Outgoing] = []
         for record in batch:
-            model = self._models.get(record.topic)
+            model = self._model_for(record)
             if model is None:
                 continue
             try:
@@ -92,6 +111,12 @@ class AuditHandler:
             rows.append(row)
         return rows, dead
 
+    def _model_for(self, record: Incoming) -> type[BaseModel] | None:
+        # The dead-letter topic carries dead letters and the records of their replays.
+        if record.topic == self._topics.deadletter and _event_type(record.value) == _REPLAYED:
+            return DeadLetterReplayed
+        return self._models.get(record.topic)
+
     async def __call__(self, batch: list[Incoming]) -> list[Outgoing]:
         """Handle one consumed batch: insert (retrying while the database is down)."""
         rows, dead = self.rows(batch)
@@ -108,4 +133,25 @@ class AuditHandler:
             with attempt:
                 inserted = await self._repository.insert(rows)
         logger.debug("recorded {} of {} events ({} new)", len(rows), len(batch), inserted)
+        traceparents = {
+            (r.topic, r.partition, r.offset): r.headers.get("traceparent") for r in batch
+        }
+        for row in rows:
+            _trace_recorded(row, traceparents.get((row.topic, row.partition, row.kafka_offset)))
         return dead
+
+
+def _trace_recorded(row: AuditRow, traceparent: str | None) -> None:
+    """Log and trace the recording of one event, in its ticket's trace."""
+    with ticket_span(
+        "audit record", trace_id=row.trace_id, traceparent=traceparent, event_type=row.event_type
+    ):
+        logger.bind(
+            **message_context(
+                ticket_id=row.ticket_id,
+                trace_id=row.trace_id,
+                topic=row.topic,
+                partition=row.partition,
+                offset=row.kafka_offset,
+            )
+        ).info("recorded {} {}", row.event_type, row.event_id)

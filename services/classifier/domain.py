@@ -1,8 +1,10 @@
 """The classifier's use case: inbound tickets in, `ticket.classified` events out.
 
 Pure apart from reading a monotonic clock for latency: no Kafka, no files, no settings.
-The Kafka handler validates `TicketReceived`, calls `classify` and publishes the result;
-when the backend fails it publishes `unclassified` instead, so no ticket is dropped.
+The Kafka handler validates `TicketReceived`, calls `classify` (or `classify_async` for a
+backend that waits on the network) and publishes the result; when the backend fails it
+publishes `unclassified` instead, so no ticket is dropped. A prediction a fallback produced
+carries its reason and its real model, and the event says so (`degraded`, `model`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from services.classifier.backends.base import Backend, Prediction, ticket_text
+from services.classifier.backends.base import (
+    AsyncBackend,
+    Backend,
+    Prediction,
+    predict_any,
+    ticket_text,
+)
 from services.classifier.signals import UNKNOWN_LANGUAGE, TextSignals, analyse
 from shared.contracts import (
     ModelInfo,
@@ -44,6 +52,39 @@ def classify(
         return []
     started = clock()
     predictions = backend.predict([ticket_text(t.subject, t.body) for t in tickets])
+    return _events(
+        tickets, predictions, backend, started=started, clock=clock, producer=producer, now=now
+    )
+
+
+async def classify_async(
+    tickets: list[TicketReceived],
+    backend: Backend | AsyncBackend,
+    *,
+    producer: ProducerInfo,
+    now: datetime,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[TicketClassified]:
+    """Classify a batch like `classify`, awaiting a backend that waits on the network."""
+    if not tickets:
+        return []
+    started = clock()
+    predictions = await predict_any(backend, [ticket_text(t.subject, t.body) for t in tickets])
+    return _events(
+        tickets, predictions, backend, started=started, clock=clock, producer=producer, now=now
+    )
+
+
+def _events(
+    tickets: list[TicketReceived],
+    predictions: list[Prediction],
+    backend: Backend | AsyncBackend,
+    *,
+    started: float,
+    clock: Callable[[], float],
+    producer: ProducerInfo,
+    now: datetime,
+) -> list[TicketClassified]:
     if len(predictions) != len(tickets):
         raise ValueError(
             f"backend {backend.info.name} returned {len(predictions)} predictions "
@@ -58,10 +99,11 @@ def classify(
             ticket,
             prediction,
             signals,
-            model=backend.info,
+            model=prediction.model or backend.info,
             producer=producer,
             now=now,
             latency_ms=latency_ms,
+            degraded_reason=_reason(prediction.degraded_reason),
         )
         for ticket, prediction, signals in zip(tickets, predictions, found, strict=True)
     ]
@@ -83,8 +125,14 @@ def unclassified(
         producer=producer,
         now=now,
         latency_ms=0.0,
-        degraded_reason=reason[:_MAX_REASON_CHARS] or "unknown failure",
+        degraded_reason=_reason(reason),
     )
+
+
+def _reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    return reason[:_MAX_REASON_CHARS] or "unknown failure"
 
 
 def _event(

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from loguru import logger
 
-from services.classifier.backends.base import Backend
-from services.classifier.domain import classify, unclassified
+from services.classifier.backends.base import AsyncBackend, Backend
+from services.classifier.domain import classify_async, unclassified
 from shared.contracts import ProducerInfo, Stage, TicketReceived
 from shared.logging import message_context
 from shared.stage import Incoming, Outgoing, decode_batch
@@ -25,7 +25,7 @@ class ClassifierHandler:
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Backend | AsyncBackend,
         *,
         topics: Topics,
         producer: ProducerInfo,
@@ -50,7 +50,8 @@ class ClassifierHandler:
             return out
         now = self._clock()
         try:
-            results = classify(tickets, self._backend, producer=self._producer, now=now)
+            # A sync backend (local) is called inline, as before; an async one is awaited.
+            results = await classify_async(tickets, self._backend, producer=self._producer, now=now)
         except Exception as error:  # the model failed: degrade to a human, never drop
             logger.exception("classifier backend failed; degrading {} tickets", len(tickets))
             reason = f"backend {self._backend.info.backend} failed: {type(error).__name__}: {error}"
@@ -58,7 +59,9 @@ class ClassifierHandler:
                 unclassified(t, reason=reason, producer=self._producer, now=now) for t in tickets
             ]
         for (record, _), classified in zip(valid, results, strict=True):
-            out.append(Outgoing(self._topics.classified, classified.ticket_id, classified))
+            out.append(
+                Outgoing(self._topics.classified, classified.ticket_id, classified, cause=record)
+            )
             logger.bind(
                 **message_context(
                     ticket_id=classified.ticket_id,

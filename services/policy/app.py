@@ -9,9 +9,11 @@ from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
 from services.policy.handlers import PolicyHandler
+from services.policy.metrics import PolicyMetrics
 from services.policy.model import LoadedPolicy, load_default_policy, load_policy
 from services.policy.settings import PolicySettings
 from shared.contracts import utc_now
+from shared.metrics import StageMetrics
 from shared.service import producer_info, stage_app
 from shared.topics import Topics
 
@@ -33,6 +35,7 @@ def build_app(
     candidate = (
         load_policy(settings.candidate_policy_file) if settings.candidate_policy_file else None
     )
+    registry = registry or CollectorRegistry()
     topics = Topics(settings.kafka.topic_prefix)
     handler = PolicyHandler(
         policy,
@@ -47,5 +50,6 @@ def build_app(
         topics=[topics.classified],
         process=handler,
         description="Decides how much the AI may do with each classified ticket.",
-        registry=registry,
+        metrics=StageMetrics.create(registry),
+        observe=PolicyMetrics(registry).observe,
     )

@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from loguru import logger
-
 from services.policy.engine import decide
 from services.policy.model import LoadedPolicy
 from shared.contracts import ProducerInfo, Stage, TicketClassified
-from shared.logging import message_context
 from shared.stage import Incoming, Outgoing, decode_batch
 from shared.topics import Topics
 
@@ -51,14 +48,5 @@ class PolicyHandler:
                 now=now,
                 candidate=self._candidate,
             )
-            out.append(Outgoing(self._topics.decided, decided.ticket_id, decided))
-            logger.bind(
-                **message_context(
-                    ticket_id=decided.ticket_id,
-                    trace_id=decided.trace_id,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-            ).debug("decided {} ({} rules fired)", decided.mode.value, len(decided.rules_fired))
+            out.append(Outgoing(self._topics.decided, decided.ticket_id, decided, cause=record))
         return out

@@ -9,9 +9,11 @@ from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
 from services.router.handlers import RouterHandler
+from services.router.metrics import RouterMetrics
 from services.router.routing import RoutingTable, load_default_routing, load_routing
 from services.router.settings import RouterSettings
 from shared.contracts import utc_now
+from shared.metrics import StageMetrics
 from shared.service import producer_info, stage_app
 from shared.topics import Topics
 
@@ -30,6 +32,7 @@ def build_app(
         table = (
             load_routing(settings.routing_file) if settings.routing_file else load_default_routing()
         )
+    registry = registry or CollectorRegistry()
     topics = Topics(settings.kafka.topic_prefix)
     handler = RouterHandler(
         table, topics=topics, producer=producer_info(SERVICE, settings), clock=clock
@@ -37,8 +40,9 @@ def build_app(
     return stage_app(
         settings,
         service=SERVICE,
-        topics=[topics.decided],
+        topics=[topics.decided, topics.feedback],
         process=handler,
-        description="Routes decided tickets to downstream queues.",
-        registry=registry,
+        description="Routes decided tickets to downstream queues; escalates bad reactions.",
+        metrics=StageMetrics.create(registry),
+        observe=RouterMetrics(registry).observe,
     )

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from loguru import logger
-
-from services.router.routing import RoutingTable, route
-from shared.contracts import ProducerInfo, Stage, TicketDecided
-from shared.logging import message_context
-from shared.stage import Incoming, Outgoing, decode_batch
+from services.router.routing import RoutingTable, escalate, needs_escalation, route
+from shared.codec import InvalidMessage
+from shared.contracts import FeedbackGiven, ProducerInfo, Stage, TicketDecided
+from shared.stage import Incoming, Outgoing, decode_batch, decode_record
 from shared.topics import Topics
 
 
@@ -31,7 +29,30 @@ class RouterHandler:
         self._clock = clock
 
     async def __call__(self, batch: list[Incoming]) -> list[Outgoing]:
-        """Handle one consumed batch."""
+        """Handle one consumed batch: decisions are routed, bad reactions escalated."""
+        feedback = [r for r in batch if r.topic == self._topics.feedback]
+        decisions = [r for r in batch if r.topic != self._topics.feedback]
+        return [*self._route(decisions), *self._escalate(feedback)]
+
+    def _escalate(self, batch: list[Incoming]) -> list[Outgoing]:
+        # Invalid feedback is dead-lettered by the audit consumer, its one owner; skip it here.
+        out: list[Outgoing] = []
+        now = self._clock()
+        for record in batch:
+            try:
+                feedback = decode_record(record, FeedbackGiven)
+            except InvalidMessage:
+                continue
+            if not needs_escalation(feedback):
+                continue
+            item, routed = escalate(
+                feedback, self._table, topics=self._topics, producer=self._producer, now=now
+            )
+            out.append(Outgoing(routed.topic, item.ticket_id, item, cause=record))
+            out.append(Outgoing(self._topics.routed, routed.ticket_id, routed, cause=record))
+        return out
+
+    def _route(self, batch: list[Incoming]) -> list[Outgoing]:
         valid, out = decode_batch(
             batch,
             TicketDecided,
@@ -44,15 +65,6 @@ class RouterHandler:
             item, routed = route(
                 decided, self._table, topics=self._topics, producer=self._producer, now=now
             )
-            out.append(Outgoing(routed.topic, item.ticket_id, item))
-            out.append(Outgoing(self._topics.routed, routed.ticket_id, routed))
-            logger.bind(
-                **message_context(
-                    ticket_id=decided.ticket_id,
-                    trace_id=decided.trace_id,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-            ).debug("routed to {} ({})", routed.queue, routed.priority)
+            out.append(Outgoing(routed.topic, item.ticket_id, item, cause=record))
+            out.append(Outgoing(self._topics.routed, routed.ticket_id, routed, cause=record))
         return out

@@ -20,12 +20,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.conditions import Condition, unknown_fields
-from shared.contracts import Mode, ProducerInfo, TicketDecided, TicketRouted, WorkItem
+from shared.contracts import (
+    Escalation,
+    FeedbackGiven,
+    FeedbackKind,
+    Mode,
+    ProducerInfo,
+    TicketDecided,
+    TicketRouted,
+    WorkItem,
+)
 from shared.ids import derived_event_id
 from shared.topics import Topics
 
 Priority = Literal["p1", "p2", "p3", "p4"]
 PRIORITIES: tuple[Priority, ...] = ("p1", "p2", "p3", "p4")
+NEGATIVE_CSAT = 2  # CSAT at or below this (1-5 scale) counts as a negative reaction
 DEFAULT_SLA_MINUTES: dict[Priority, int] = {"p1": 60, "p2": 240, "p3": 1440, "p4": 4320}
 
 CONTEXT_FIELDS = frozenset(
@@ -81,6 +91,12 @@ class RoutingTable(BaseModel):
     sla_minutes: dict[Priority, int] = Field(default_factory=lambda: dict(DEFAULT_SLA_MINUTES))
     categories: dict[str, CategoryRoute] = Field(default_factory=dict)
     priority_rules: tuple[PriorityRule, ...] = ()
+    escalation_queue: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="Where negative reactions to AI answers go; default: the fallback queue.",
+    )
+    escalation_priority: Priority = "p2"
     content_hash: str = Field(default="", description="sha256 of the file (set on load).")
 
     @model_validator(mode="after")
@@ -99,9 +115,16 @@ class RoutingTable(BaseModel):
         """Return `name@version#hash` for events."""
         return f"{self.name}@{self.version}#{self.content_hash[:12]}"
 
+    @property
+    def escalations_to(self) -> str:
+        """Return the queue that receives escalations."""
+        return self.escalation_queue or self.fallback_queue
+
     def queue_names(self) -> set[str]:
         """Return every queue the table can route to."""
-        return {self.fallback_queue} | {c.queue for c in self.categories.values()}
+        return {self.fallback_queue, self.escalations_to} | {
+            c.queue for c in self.categories.values()
+        }
 
 
 def parse_routing(text: str, *, source: str = "routing table") -> RoutingTable:
@@ -222,5 +245,70 @@ def route(
         category=decided.classification.category,
         work_item_id=work_item_id,
         routing_version=table.label,
+    )
+    return item, routed
+
+
+def needs_escalation(feedback: FeedbackGiven) -> bool:
+    """Return whether feedback is a customer's negative reaction to an AI answer.
+
+    When the sender does not say which mode the judged decision had, escalate anyway:
+    an unknown case involves a human.
+    """
+    negative = feedback.negative_reply is True or (
+        feedback.csat is not None and feedback.csat <= NEGATIVE_CSAT
+    )
+    return (
+        feedback.kind is FeedbackKind.CUSTOMER_REACTION
+        and negative
+        and feedback.decision_mode in (Mode.AUTONOMOUS, None)
+    )
+
+
+def escalate(
+    feedback: FeedbackGiven,
+    table: RoutingTable,
+    *,
+    topics: Topics,
+    producer: ProducerInfo,
+    now: datetime,
+) -> tuple[Escalation, TicketRouted]:
+    """Return the escalation for a human queue and its ticket.routed event."""
+    queue, priority = table.escalations_to, table.escalation_priority
+    sla_due_at = now + timedelta(minutes=table.sla_minutes[priority])
+    key = derived_event_id(feedback.event_id, "escalation")
+    reason = (
+        f"negative customer reaction (csat {feedback.csat}, negative reply "
+        f"{feedback.negative_reply}) to a {feedback.decision_mode or 'possibly autonomous'} answer"
+    )
+    item = Escalation(
+        ticket_id=feedback.ticket_id,
+        idempotency_key=key,
+        queue=queue,
+        priority=priority,
+        sla_due_at=sla_due_at,
+        reason=reason,
+        feedback_event_id=feedback.event_id,
+        decision_event_id=feedback.decision_event_id,
+        trace_id=feedback.trace_id,
+        routed_at=now,
+    )
+    routed = TicketRouted(
+        event_id=derived_event_id(feedback.event_id, "router"),
+        ticket_id=feedback.ticket_id,
+        trace_id=feedback.trace_id,
+        causation_id=feedback.event_id,
+        occurred_at=now,
+        producer=producer,
+        queue=queue,
+        topic=topics.queue(queue),
+        priority=priority,
+        sla_due_at=sla_due_at,
+        mode=Mode.HUMAN,
+        human_handling=True,
+        category=feedback.correct_category or "unknown",
+        work_item_id=key,
+        routing_version=table.label,
+        reason="negative_customer_reaction",
     )
     return item, routed

@@ -7,8 +7,16 @@ from typing import Any
 
 import pytest
 
-from services.router.routing import RoutingError, load_default_routing, parse_routing, route
+from services.router.routing import (
+    RoutingError,
+    escalate,
+    load_default_routing,
+    needs_escalation,
+    parse_routing,
+    route,
+)
 from shared.contracts import (
+    FeedbackGiven,
     Mode,
     PolicyInfo,
     ProducerInfo,
@@ -132,3 +140,48 @@ def test_routing_table_names_its_version_and_hash() -> None:
 def test_broken_routing_tables_are_refused_naming_the_problem(text: str, mentions: str) -> None:
     with pytest.raises(RoutingError, match=mentions):
         parse_routing(text)
+
+
+def _reaction(**fields: Any) -> FeedbackGiven:
+    base: dict[str, Any] = {
+        "ticket_id": "T-1",
+        "kind": "customer_reaction",
+        "decision_event_id": "d-1",
+        "actor": "customer",
+    }
+    return FeedbackGiven.model_validate(base | fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "escalates"),
+    [
+        ({"negative_reply": True, "decision_mode": "autonomous"}, True),
+        ({"csat": 1, "decision_mode": "autonomous"}, True),
+        ({"csat": 2}, True),
+        ({"csat": 4, "decision_mode": "autonomous"}, False),
+        ({"negative_reply": True, "decision_mode": "human"}, False),
+        ({"negative_reply": False, "csat": 5}, False),
+    ],
+)
+def test_only_negative_reactions_to_ai_answers_are_escalated(
+    fields: dict[str, Any], escalates: bool
+) -> None:
+    assert needs_escalation(_reaction(**fields)) is escalates
+
+
+def test_an_escalation_goes_to_a_human_queue_and_is_recorded_as_routed() -> None:
+    feedback = _reaction(negative_reply=True, decision_mode="autonomous")
+
+    item, routed = escalate(feedback, TABLE, topics=Topics(), producer=PRODUCER, now=T0)
+
+    assert item.queue == routed.queue == "triage"
+    assert item.human_handling
+    assert routed.human_handling
+    assert routed.mode is Mode.HUMAN
+    assert routed.reason == "negative_customer_reaction"
+    assert routed.causation_id == feedback.event_id
+    assert item.decision_event_id == "d-1"
+    assert (
+        routed.event_id
+        == escalate(feedback, TABLE, topics=Topics(), producer=PRODUCER, now=T0)[1].event_id
+    )

@@ -2,7 +2,9 @@
 
 A backend is pure CPU from the caller's point of view: no Kafka, no clock, no events.
 `services.classifier.domain.classify` turns predictions into `TicketClassified` events, so a
-stronger backend (an LLM, a cascade) plugs in by implementing `Backend` and nothing else.
+stronger backend plugs in by implementing `Backend` and nothing else. A backend that waits
+on the network (the LLM, the cascade) implements `AsyncBackend` instead, and
+`classify_async` awaits it; `predict_any` calls either kind.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from shared.contracts import CategoryScore, ModelInfo
 
@@ -27,6 +29,13 @@ class Prediction:
     alternatives: tuple[CategoryScore, ...] = ()
     out_of_scope: bool = False
     out_of_scope_score: float = 0.0
+    # Set when a fallback answered instead of the backend asked (the policy sends it to a human).
+    degraded_reason: str | None = None
+    # The model that really produced this prediction, when it is not the backend's own `info`
+    # (the local model answering for a failed LLM, the LLM answering inside a cascade).
+    model: ModelInfo | None = None
+    # Whether an LLM was called for this text (cascade: only the uncertain band).
+    llm_used: bool = False
 
     def __post_init__(self) -> None:
         for name, value in (
@@ -53,6 +62,27 @@ class Backend(Protocol):
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Return one prediction per text, in order."""
         ...
+
+
+@runtime_checkable
+class AsyncBackend(Protocol):
+    """A classifier that waits on I/O: names itself and predicts a batch asynchronously."""
+
+    @property
+    def info(self) -> ModelInfo:
+        """Which model this is (name, version, backend kind)."""
+        ...
+
+    async def predict_async(self, texts: list[str]) -> list[Prediction]:
+        """Return one prediction per text, in order."""
+        ...
+
+
+async def predict_any(backend: Backend | AsyncBackend, texts: list[str]) -> list[Prediction]:
+    """Return `backend`'s predictions for `texts`, awaiting it if it is an `AsyncBackend`."""
+    if isinstance(backend, AsyncBackend):
+        return await backend.predict_async(texts)
+    return backend.predict(texts)
 
 
 def ticket_text(subject: str, body: str) -> str:
