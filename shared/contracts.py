@@ -605,7 +605,6 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
 
 __all__ = [
     "EVENT_TYPES",
-    "Escalation",
     "SCHEMA_VERSION",
     "AnyEvent",
     "AttemptError",
@@ -613,6 +612,7 @@ __all__ = [
     "ClassificationSummary",
     "Customer",
     "DeadLetterReplayed",
+    "Escalation",
     "Event",
     "FeedbackGiven",
     "FeedbackKind",
