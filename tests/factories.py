@@ -10,6 +10,7 @@ from shared.contracts import (
     AttemptError,
     CategoryScore,
     ClassificationSummary,
+    DeadLetterReplayed,
     FeedbackGiven,
     Mode,
     ModelInfo,
@@ -163,4 +164,114 @@ def sample_events() -> list[BaseModel]:
         correct_category="refunds",
         occurred_at=T0,
     )
-    return [ticket, clf, decided, routed, dead, feedback]
+    replayed = DeadLetterReplayed(
+        event_id=derived_event_id(dead.event_id, "replay:1"),
+        ticket_id=dead.ticket_id,
+        trace_id=dead.trace_id,
+        causation_id=dead.event_id,
+        occurred_at=T0,
+        producer=ProducerInfo(service="cli"),
+        actor="ops-lead",
+        outcome="republished_corrected",
+        replay_number=1,
+        dead_letter_stage=Stage.CLASSIFIER,
+        dead_letter_reason="invalid_json",
+        topic="tickets.inbound",
+        partition=0,
+        offset=8,
+        key="T-bad",
+        replayed_event_id="e-corrected",
+        corrected_bytes_b64="e30=",
+    )
+    return [ticket, clf, decided, routed, dead, feedback, replayed]
+
+
+def decided(
+    ticket: TicketReceived | None = None,
+    *,
+    category: str = "billing",
+    mode: Mode = Mode.ASSIST,
+    model_version: str = "abc123",
+    policy_version: str = "1",
+    at: datetime = T0,
+    **fields: object,
+) -> TicketDecided:
+    """Return a decision on `ticket`, classified as `category` by model `model_version`."""
+    ticket = ticket or received()
+    clf = classified(
+        ticket,
+        category=category,
+        occurred_at=at,
+        model=ModelInfo(name="tfidf-lr", version=model_version, backend="local"),
+    )
+    base: dict[str, object] = {
+        "event_id": derived_event_id(clf.event_id, "policy"),
+        "ticket_id": ticket.ticket_id,
+        "trace_id": ticket.trace_id,
+        "causation_id": clf.event_id,
+        "occurred_at": at,
+        "producer": ProducerInfo(service="policy", version="test"),
+        "ticket": clf.ticket,
+        "classification": summary(clf),
+        "mode": mode,
+        "thresholds": Thresholds(autonomous=0.9, assist=0.5, ambiguity_margin=0.1),
+        "policy": PolicyInfo(
+            name="default",
+            version=policy_version,
+            content_hash=f"sha-of-policy-{policy_version}",
+            approved_by="ops-lead",
+            approved_at="2026-11-01",
+        ),
+        "owner_team": f"{category}-team",
+    }
+    return TicketDecided.model_validate(base | fields)
+
+
+def routed(decision: TicketDecided, queue: str | None = None, **fields: object) -> TicketRouted:
+    """Return the routing of `decision` to `queue` (default: its category's queue)."""
+    queue = queue or decision.classification.category
+    base: dict[str, object] = {
+        "event_id": derived_event_id(decision.event_id, "router"),
+        "ticket_id": decision.ticket_id,
+        "trace_id": decision.trace_id,
+        "causation_id": decision.event_id,
+        "occurred_at": decision.occurred_at,
+        "producer": ProducerInfo(service="router"),
+        "queue": queue,
+        "topic": f"queue.{queue}",
+        "priority": "p3",
+        "sla_due_at": decision.occurred_at + timedelta(hours=8),
+        "mode": decision.mode,
+        "human_handling": decision.mode is not Mode.AUTONOMOUS,
+        "category": decision.classification.category,
+        "work_item_id": derived_event_id(decision.event_id, "work_item"),
+        "routing_version": "1:test",
+    }
+    return TicketRouted.model_validate(base | fields)
+
+
+def dead_lettered(
+    ticket_id: str = "T-bad",
+    *,
+    stage: Stage = Stage.CLASSIFIER,
+    original_topic: str = "tickets.inbound",
+    offset: int = 0,
+    at: datetime = T0,
+) -> TicketDeadLettered:
+    """Return a dead letter of the message at `original_topic` offset `offset`."""
+    return TicketDeadLettered(
+        event_id=derived_event_id(f"{original_topic}:0:{offset}", f"deadletter:{stage.value}"),
+        ticket_id=ticket_id,
+        trace_id="0" * 32,
+        occurred_at=at,
+        producer=ProducerInfo(service=stage.value),
+        stage=stage,
+        reason="invalid_json",
+        error_type="InvalidMessage",
+        error_message="Expecting value at line 1 column 1",
+        original_topic=original_topic,
+        original_partition=0,
+        original_offset=offset,
+        original_key=ticket_id,
+        original_bytes_b64="bm90IGpzb24=",
+    )

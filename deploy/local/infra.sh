@@ -14,6 +14,13 @@
 #   reset   [all|kafka|postgres|kafka3]   down, then delete its data (keeps the jar cache)
 #   logs    kafka|postgres|kafka3-N       print the last 50 lines of that log
 #   env                                   print `export ...` lines (same as deploy/local/env.sh)
+#   env-secure                            print the secure components' `export ...` lines (secrets!)
+# Secure components (separate from the above; `up`/`down` without a component leave them alone,
+# except that `down`/`reset` all also stop the secure broker):
+#   up|down|restart kafka-secure          a second single-node broker, SASL_SSL (SCRAM-SHA-512) on 9192
+#   up|down postgres-tls                  TLS on the local PostgreSQL (reload, no restart); `down` turns it off
+#   up|down secure                        both of the above
+#   reset kafka-secure                    down, then delete its data, passwords and keystore
 # See deploy/local/README.md for ports, environment variables and defaults.
 set -euo pipefail
 
@@ -327,7 +334,7 @@ wait_kafka() {
         die "$name: broker process (pid ${p:-?}) exited during startup; log: $(dirname "$pf")/broker.log"
       fi
     done
-    if out=$(kafka_check "$bs" "$want" "$logf" 2>&1); then
+    if out=$("${KAFKA_CHECK:-kafka_check}" "$bs" "$want" "$logf" 2>&1); then
       log "$name ready: Apache Kafka $(kafka_version_of "$logf") (KRaft) at $bs — $out"
       return 0
     fi
@@ -722,6 +729,410 @@ pg_status() {
   log "postgres  unhealthy  pid $pid  $HOST:$PG_PORT (postmaster alive, '$PG_URL' does not answer)"; return 1
 }
 
+# ------------------------------------------ secure: kafka-secure, postgres-tls ---
+# For the security integration tests and for trying TLS locally. A throwaway local CA
+# (<state>/tls) issues the server certificates; every password is random, made at the first
+# `up`, and kept only in 0600 files of the state dir. Nothing here is ever committed.
+
+TLS_DIR=$STATE_DIR/tls
+KS_DIR=$STATE_DIR/kafka-secure
+KS_PORT=${TRIAGEFLOW_KAFKA_SECURE_PORT:-9192}
+KS_CONTROLLER_PORT=${TRIAGEFLOW_KAFKA_SECURE_CONTROLLER_PORT:-9193}
+KS_HEAP=${TRIAGEFLOW_KAFKA_SECURE_HEAP:--Xms128m -Xmx384m}
+KS_USER=triageflow
+KS_BROKER_USER=triageflow-broker
+PG_TLS_DIR=$STATE_DIR/postgres-tls
+PG_TLS_ROLE=triageflow_tls
+PG_TLS_MARK="triageflow-tls (deploy/local/infra.sh up postgres-tls)"
+
+new_secret() { openssl rand -hex 24; }
+
+ensure_openssl() { command -v openssl >/dev/null || need_apt openssl openssl; }
+
+# The local CA: created once, renewed when it expires within a day.
+tls_ensure_ca() {
+  ensure_openssl
+  mkdir -p "$TLS_DIR"
+  if [[ -s $TLS_DIR/ca.crt && -s $TLS_DIR/ca.key ]] &&
+      openssl x509 -checkend 86400 -noout -in "$TLS_DIR/ca.crt" >/dev/null 2>&1; then
+    return 0
+  fi
+  log "tls: creating a throwaway local CA in $TLS_DIR"
+  cat >"$TLS_DIR/ca.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = triageflow local test CA
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+EOF
+  if ! (umask 077; openssl req -x509 -config "$TLS_DIR/ca.cnf" -extensions v3_ca -newkey rsa:2048 \
+        -nodes -sha256 -days 825 -keyout "$TLS_DIR/ca.key.tmp" -out "$TLS_DIR/ca.crt.tmp") \
+        >"$TLS_DIR/openssl.log" 2>&1; then
+    cat "$TLS_DIR/openssl.log" >&2; die "tls: openssl could not create the CA"
+  fi
+  mv -f "$TLS_DIR/ca.key.tmp" "$TLS_DIR/ca.key"
+  mv -f "$TLS_DIR/ca.crt.tmp" "$TLS_DIR/ca.crt"
+  chmod 644 "$TLS_DIR/ca.crt"
+  rm -f "$TLS_DIR/ca.cnf" "$TLS_DIR/openssl.log"
+}
+
+# tls_ensure_leaf NAME: <tls>/NAME.{key,crt}, issued by the current CA for 127.0.0.1 and
+# localhost; reissued when missing, expiring within a day, or not signed by the CA.
+tls_ensure_leaf() {
+  local name=$1 key=$TLS_DIR/$1.key crt=$TLS_DIR/$1.crt
+  if [[ -s $key && -s $crt ]] && openssl x509 -checkend 86400 -noout -in "$crt" >/dev/null 2>&1 &&
+      openssl verify -CAfile "$TLS_DIR/ca.crt" "$crt" >/dev/null 2>&1; then
+    return 0
+  fi
+  log "tls: issuing the $name server certificate (SAN IP:$HOST, DNS:localhost)"
+  cat >"$TLS_DIR/$name.ext" <<EOF
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth,clientAuth
+subjectAltName = IP:$HOST,DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+  if ! (umask 077
+        openssl req -new -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+          -keyout "$key.tmp" -out "$TLS_DIR/$name.csr" &&
+        openssl x509 -req -in "$TLS_DIR/$name.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" \
+          -set_serial "0x$(openssl rand -hex 12)" -days 825 -sha256 \
+          -extfile "$TLS_DIR/$name.ext" -out "$crt.tmp") >"$TLS_DIR/openssl.log" 2>&1; then
+    cat "$TLS_DIR/openssl.log" >&2; die "tls: openssl could not issue the $name certificate"
+  fi
+  mv -f "$key.tmp" "$key"
+  mv -f "$crt.tmp" "$crt"
+  chmod 644 "$crt"
+  rm -f "$TLS_DIR/$name.csr" "$TLS_DIR/$name.ext" "$TLS_DIR/openssl.log"
+}
+
+# write_env_file FILE KEY=VALUE...: `export` lines, mode 0600 (they hold passwords).
+write_env_file() {
+  local f=$1 kv; shift
+  (umask 077
+   {
+     echo "# Written by deploy/local/infra.sh; holds secrets: never commit, print or copy it."
+     for kv in "$@"; do printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"; done
+   } >"$f.tmp")
+  mv -f "$f.tmp" "$f"
+}
+
+# Load the secure broker's passwords (KS_*_PASSWORD), creating them once.
+ks_credentials() {
+  local f=$KS_DIR/credentials
+  mkdir -p "$KS_DIR"
+  if [[ ! -s $f ]]; then
+    ensure_openssl
+    (umask 077
+     printf 'KS_CLIENT_PASSWORD=%s\nKS_BROKER_PASSWORD=%s\nKS_KEYSTORE_PASSWORD=%s\n' \
+       "$(new_secret)" "$(new_secret)" "$(new_secret)" >"$f.tmp")
+    mv -f "$f.tmp" "$f"
+    # SCRAM credentials are written into the metadata log at format time: new passwords
+    # need new storage.
+    rm -rf "$KS_DIR/data"
+  fi
+  # shellcheck disable=SC1090
+  . "$f"
+}
+
+ks_write_env() {
+  write_env_file "$KS_DIR/env-secure.sh" \
+    TRIAGEFLOW_KAFKA_BOOTSTRAP_SERVERS="$HOST:$KS_PORT" \
+    TRIAGEFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL \
+    TRIAGEFLOW_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 \
+    TRIAGEFLOW_KAFKA_SASL_USERNAME="$KS_USER" \
+    TRIAGEFLOW_KAFKA_SASL_PASSWORD="$KS_CLIENT_PASSWORD" \
+    TRIAGEFLOW_KAFKA_SSL_CAFILE="$TLS_DIR/ca.crt"
+}
+
+# Same contract as kafka_check, over SASL_SSL as the client user (password via the environment,
+# never on a command line).
+kafka_secure_check() {
+  local bs=$1 logf=$3 host=${1%%:*} port=${1##*:}
+  tcp_open "$host" "$port" || { echo "port $port closed"; return 1; }
+  if [[ -n $PYTHON ]] && "$PYTHON" -c 'import aiokafka' 2>/dev/null; then
+    TF_KS_PASSWORD=$KS_CLIENT_PASSWORD timeout 20 "$PYTHON" - "$bs" "$KS_USER" "$TLS_DIR/ca.crt" 2>/dev/null <<'PY'
+import asyncio, os, ssl, sys
+from aiokafka.admin import AIOKafkaAdminClient
+
+async def main() -> int:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=sys.argv[1], request_timeout_ms=5000, client_id="triageflow-infra",
+        security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+        sasl_plain_username=sys.argv[2], sasl_plain_password=os.environ["TF_KS_PASSWORD"],
+        ssl_context=ssl.create_default_context(cafile=sys.argv[3]),
+    )
+    await admin.start()
+    try:
+        c = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    if not c.get("brokers") or c.get("controller_id", -1) < 0:
+        print(f"metadata: brokers {c.get('brokers')}, controller {c.get('controller_id')}")
+        return 1
+    print(f"metadata ok over SASL_SSL/SCRAM-SHA-512 (aiokafka): cluster {c.get('cluster_id')}")
+    return 0
+
+sys.exit(asyncio.run(asyncio.wait_for(main(), 15)))
+PY
+    return
+  fi
+  grep -q 'Kafka Server started' "$logf" 2>/dev/null || { echo "waiting for 'Kafka Server started'"; return 1; }
+  echo "port open and log says 'Kafka Server started' (aiokafka not available)"
+}
+
+# Phase 1 of `up kafka-secure` (KS_NEEDS_WAIT=1 when a broker was spawned / is starting).
+kafka_secure_start() {
+  KS_NEEDS_WAIT=0
+  local conf=$KS_DIR/server.properties pid out port
+  pid=$(kafka_node_pid "$conf" "$KS_DIR/broker.pid")
+  if [[ -n $pid ]]; then
+    echo "$pid" >"$KS_DIR/broker.pid"
+    ks_credentials
+    ks_write_env
+    if out=$(kafka_secure_check "$HOST:$KS_PORT" 1 "$KS_DIR/broker.log" 2>&1); then
+      log "kafka-secure already running (pid $pid) at SASL_SSL://$HOST:$KS_PORT"
+      return 0
+    fi
+    log "kafka-secure: process $pid exists but does not answer yet ($out), waiting"
+    KS_NEEDS_WAIT=1; return 0
+  fi
+  for port in "$KS_PORT" "$KS_CONTROLLER_PORT"; do
+    if tcp_open "$HOST" "$port"; then
+      die "kafka-secure: port $port is already in use by another process ($(port_owner "$port")); set TRIAGEFLOW_KAFKA_SECURE_PORT / TRIAGEFLOW_KAFKA_SECURE_CONTROLLER_PORT"
+    fi
+  done
+  ensure_java
+  ensure_kafka_libs
+  tls_ensure_ca
+  tls_ensure_leaf kafka
+  ks_credentials
+  mkdir -p "$KS_DIR/data"
+  local ports="$KS_PORT/$KS_CONTROLLER_PORT"
+  if [[ -f $KS_DIR/formatted.ports && $(cat "$KS_DIR/formatted.ports") != "$ports" ]]; then
+    log "kafka-secure: ports changed ($(cat "$KS_DIR/formatted.ports") -> $ports), wiping $KS_DIR/data"
+    rm -rf "$KS_DIR/data"; mkdir -p "$KS_DIR/data"
+  fi
+  echo "$ports" >"$KS_DIR/formatted.ports"
+  # The keystore is rebuilt on every start: it follows a reissued certificate or password.
+  if ! (umask 077; TF_KS_KEYSTORE_PASSWORD=$KS_KEYSTORE_PASSWORD openssl pkcs12 -export -name broker -in "$TLS_DIR/kafka.crt" \
+        -inkey "$TLS_DIR/kafka.key" -certfile "$TLS_DIR/ca.crt" -out "$KS_DIR/broker.p12.tmp" \
+        -passout env:TF_KS_KEYSTORE_PASSWORD) >"$KS_DIR/openssl.log" 2>&1 \
+        </dev/null; then
+    cat "$KS_DIR/openssl.log" >&2; die "kafka-secure: openssl could not build the keystore"
+  fi
+  mv -f "$KS_DIR/broker.p12.tmp" "$KS_DIR/broker.p12"
+  rm -f "$KS_DIR/openssl.log"
+  (umask 077
+   render "$SCRIPT_DIR/kafka/secure-server.properties.template" "$conf" \
+     HOST="$HOST" PORT="$KS_PORT" CONTROLLER_PORT="$KS_CONTROLLER_PORT" LOG_DIRS="$KS_DIR/data" \
+     BROKER_USER="$KS_BROKER_USER" BROKER_PASSWORD="$KS_BROKER_PASSWORD" \
+     KEYSTORE="$KS_DIR/broker.p12" KEYSTORE_PASSWORD="$KS_KEYSTORE_PASSWORD" \
+     CAFILE="$TLS_DIR/ca.crt")
+  CLUSTER_ID_FILE=$KS_DIR/cluster.id
+  [[ -s $CLUSTER_ID_FILE ]] || new_cluster_id >"$CLUSTER_ID_FILE"
+  # The SCRAM users exist from the first metadata record on: the broker's own user (for
+  # inter-broker SASL_SSL) and the client user.
+  format_kafka_node kafka-secure "$KS_DIR" --standalone \
+    --add-scram "SCRAM-SHA-512=[name=$KS_BROKER_USER,password=$KS_BROKER_PASSWORD]" \
+    --add-scram "SCRAM-SHA-512=[name=$KS_USER,password=$KS_CLIENT_PASSWORD]"
+  start_kafka_node kafka-secure "$KS_DIR" "$KS_HEAP"
+  ks_write_env
+  KS_NEEDS_WAIT=1
+}
+
+kafka_secure_wait() {
+  [[ ${KS_NEEDS_WAIT:-0} -eq 1 ]] || return 0
+  KAFKA_CHECK=kafka_secure_check wait_kafka kafka-secure "$HOST:$KS_PORT" 1 \
+    "$KS_DIR/broker.log" "$KS_DIR/broker.pid"
+  log "kafka-secure: client settings in $KS_DIR/env-secure.sh (mode 0600)"
+}
+
+kafka_secure_down() {
+  local conf=$KS_DIR/server.properties pids
+  pids=$( { kafka_node_pid "$conf" "$KS_DIR/broker.pid"; java_pids_with_arg "$conf"; } | sort -u)
+  if [[ -z $pids ]]; then
+    log "kafka-secure: not running"
+  else
+    log "kafka-secure: stopping pid ${pids//$'\n'/ } (controlled shutdown)..."
+    local t0; t0=$(now)
+    # shellcheck disable=SC2086
+    stop_pids kafka-secure $pids
+    log "kafka-secure: stopped ($(( $(now) - t0 ))s)"
+  fi
+  rm -f "$KS_DIR/broker.pid"
+}
+
+kafka_secure_status() {
+  [[ -f $KS_DIR/server.properties ]] || return 0   # only reported once it was set up
+  local pid out
+  pid=$(kafka_node_pid "$KS_DIR/server.properties" "$KS_DIR/broker.pid")
+  if [[ -z $pid ]]; then log "kafka-secure stopped  SASL_SSL://$HOST:$KS_PORT"; return 0; fi
+  ks_credentials
+  if out=$(kafka_secure_check "$HOST:$KS_PORT" 1 "$KS_DIR/broker.log" 2>&1); then
+    log "kafka-secure running  pid $pid  SASL_SSL://$HOST:$KS_PORT (SCRAM-SHA-512; env $KS_DIR/env-secure.sh)"
+  else
+    log "kafka-secure unhealthy pid $pid  SASL_SSL://$HOST:$KS_PORT ($out)"
+  fi
+}
+
+# ------------------------------------------------------------- postgres-tls ---
+# TLS on the (shared) local PostgreSQL without a restart: `ssl = on` in an included file and a
+# reload. ssl=on does not force TLS, so plaintext loopback connections keep working; only the
+# dedicated login role `triageflow_tls` is refused without TLS (pg_hba `hostnossl ... reject`).
+
+# install_pg_file SRC DEST: copy for the postgres user (key files must be 0600 and theirs);
+# returns 0 when DEST changed.
+install_pg_file() {
+  if cmp -s "$1" "$2" 2>/dev/null; then return 1; fi
+  if is_root; then install -o postgres -g postgres -m 600 "$1" "$2"; else install -m 600 "$1" "$2"; fi
+}
+
+# pg_hba.conf with our block first (first match wins), whatever it held before without it.
+pg_tls_hba() {
+  local hba=$PG_DATA/pg_hba.conf
+  awk -v mark="$PG_TLS_MARK" '
+    $0 == "# BEGIN " mark {skip = 1; next}
+    $0 == "# END " mark {skip = 0; next}
+    !skip {print}' "$hba"
+}
+
+pg_tls_write_hba() {  # pg_tls_write_hba on|off -> returns 0 when pg_hba.conf changed
+  local hba=$PG_DATA/pg_hba.conf
+  {
+    if [[ $1 == on ]]; then
+      echo "# BEGIN $PG_TLS_MARK"
+      echo "hostnossl all $PG_TLS_ROLE 0.0.0.0/0 reject"
+      echo "hostnossl all $PG_TLS_ROLE ::/0 reject"
+      echo "hostssl   all $PG_TLS_ROLE 127.0.0.1/32 scram-sha-256"
+      echo "# END $PG_TLS_MARK"
+    fi
+    pg_tls_hba
+  } >"$hba.tf.tmp"
+  if cmp -s "$hba.tf.tmp" "$hba"; then rm -f "$hba.tf.tmp"; return 1; fi
+  is_root && chown postgres:postgres "$hba.tf.tmp"
+  chmod 600 "$hba.tf.tmp"
+  mv -f "$hba.tf.tmp" "$hba"
+}
+
+pg_tls_url() { echo "$PG_URL?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.crt"; }
+
+# TLS is on when a verify-full connection as the local role reports an encrypted session.
+pg_tls_ok() {
+  [[ $(PGCONNECT_TIMEOUT=3 psql -X -qAt "$(pg_tls_url)" \
+        -c 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' 2>/dev/null) == t ]]
+}
+
+pg_tls_up() {
+  pg_up
+  tls_ensure_ca
+  tls_ensure_leaf postgres
+  mkdir -p "$PG_TLS_DIR"
+  local changed=0 dir=$PG_DATA/triageflow-tls conf=$PG_DATA/triageflow-tls.conf
+  if is_root; then install -d -o postgres -g postgres -m 700 "$dir"; else install -d -m 700 "$dir"; fi
+  install_pg_file "$TLS_DIR/postgres.crt" "$dir/server.crt" && changed=1
+  install_pg_file "$TLS_DIR/postgres.key" "$dir/server.key" && changed=1
+  cat >"$PG_TLS_DIR/triageflow-tls.conf" <<EOF
+# Written by deploy/local/infra.sh up postgres-tls; included from postgresql.conf.
+# TLS is offered to every client; pg_hba.conf forces it only for role $PG_TLS_ROLE.
+ssl = on
+ssl_cert_file = '$dir/server.crt'
+ssl_key_file = '$dir/server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+EOF
+  install_pg_file "$PG_TLS_DIR/triageflow-tls.conf" "$conf" && changed=1
+  if ! grep -q "^include_if_exists = 'triageflow-tls.conf'" "$PG_DATA/postgresql.conf"; then
+    echo "include_if_exists = 'triageflow-tls.conf'" >>"$PG_DATA/postgresql.conf"; changed=1
+  fi
+  pg_tls_write_hba on && changed=1
+  # The TLS-only login role; its random password is made once and kept in a 0600 file.
+  local secret=$PG_TLS_DIR/credentials
+  if [[ ! -s $secret ]]; then
+    (umask 077; printf 'PG_TLS_PASSWORD=%s\n' "$(new_secret)" >"$secret.tmp"); mv -f "$secret.tmp" "$secret"
+  fi
+  # shellcheck disable=SC1090
+  . "$secret"
+  pg_psql_admin <<SQL
+SET client_min_messages = warning;
+DO \$\$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_TLS_ROLE') THEN
+    CREATE ROLE $PG_TLS_ROLE LOGIN PASSWORD '$PG_TLS_PASSWORD';
+  ELSE
+    ALTER ROLE $PG_TLS_ROLE LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '$PG_TLS_PASSWORD';
+  END IF;
+  -- The local admin role may end this role's sessions (DROP DATABASE ... WITH (FORCE) of a
+  -- test database). pg_hba matches the user name itself, not its members: no TLS forced on it.
+  GRANT $PG_TLS_ROLE TO $PG_USER;
+  -- The audit writer group exists once the audit migrations ran somewhere in the cluster.
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'triageflow_audit_writer') THEN
+    GRANT triageflow_audit_writer TO $PG_TLS_ROLE;
+  END IF;
+END
+\$\$;
+SQL
+  if (( changed )) || ! pg_tls_ok; then
+    pg_psql_admin -c 'SELECT pg_reload_conf()' >/dev/null
+    local deadline=$(( $(now) + 15 ))
+    until pg_tls_ok; do
+      if (( $(now) >= deadline )); then
+        tail -20 "$PG_LOG" >&2 || true
+        die "postgres-tls: no TLS session after reloading; log: $PG_LOG"
+      fi
+      sleep 0.3
+    done
+    local errors
+    errors=$(pg_psql_admin -At -c 'SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL')
+    [[ $errors == 0 ]] || die "postgres-tls: pg_hba.conf has $errors invalid line(s): see pg_hba_file_rules"
+    log "postgres-tls: TLS on (reloaded, no restart); role $PG_TLS_ROLE may only connect over TLS"
+  else
+    log "postgres-tls already on at $HOST:$PG_PORT"
+  fi
+  write_env_file "$PG_TLS_DIR/env-secure.sh" \
+    TRIAGEFLOW_DATABASE_URL="postgresql://$PG_TLS_ROLE:$PG_TLS_PASSWORD@$HOST:$PG_PORT/$PG_DB" \
+    TRIAGEFLOW_DATABASE_SSLMODE=verify-full \
+    TRIAGEFLOW_DATABASE_SSLROOTCERT="$TLS_DIR/ca.crt"
+  log "postgres-tls: client settings in $PG_TLS_DIR/env-secure.sh (mode 0600)"
+}
+
+# Turn TLS off again (reload, no restart); the certificates and the role stay.
+pg_tls_down() {
+  pg_resolve_dirs
+  local changed=0
+  [[ -f $PG_DATA/triageflow-tls.conf ]] && { rm -f "$PG_DATA/triageflow-tls.conf"; changed=1; }
+  [[ -f $PG_DATA/pg_hba.conf ]] && pg_tls_write_hba off && changed=1
+  if (( changed )) && [[ -n $(pg_postmaster_pid) ]]; then
+    PG_BIN=$(pg_bindir || true)
+    pg_psql_admin -c 'SELECT pg_reload_conf()' >/dev/null
+    log "postgres-tls: TLS off (reloaded)"
+  else
+    log "postgres-tls: not on"
+  fi
+}
+
+pg_tls_status() {
+  pg_resolve_dirs
+  [[ -f $PG_DATA/triageflow-tls.conf ]] || return 0   # only reported when configured
+  if pg_tls_ok; then
+    log "postgres-tls on       $HOST:$PG_PORT  verify-full with $TLS_DIR/ca.crt; env $PG_TLS_DIR/env-secure.sh"
+  else
+    log "postgres-tls broken   configured, but no TLS session at $HOST:$PG_PORT"
+  fi
+}
+
+print_env_secure() {
+  local f any=0
+  for f in "$KS_DIR/env-secure.sh" "$PG_TLS_DIR/env-secure.sh"; do
+    [[ -s $f ]] && { cat "$f"; any=1; }
+  done
+  [[ $any -eq 1 ]] || die "nothing secure is set up: run \`infra.sh up secure\`"
+}
+
 # ------------------------------------------------------------------- main ---
 
 print_env() {
@@ -732,7 +1143,7 @@ export TRIAGEFLOW_KAFKA3_BOOTSTRAP_SERVERS=$K3_BOOTSTRAP
 EOF
 }
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-}
 what=${2:-all}
@@ -744,7 +1155,10 @@ case $cmd in
       kafka) kafka_start; kafka_wait ;;
       postgres|pg) pg_up ;;
       kafka3) kafka3_up ;;
-      *) die "unknown component '$what' (all|kafka|postgres|kafka3)" ;;
+      kafka-secure) kafka_secure_start; kafka_secure_wait ;;
+      postgres-tls) pg_tls_up ;;
+      secure) kafka_secure_start; pg_tls_up; kafka_secure_wait ;;
+      *) die "unknown component '$what' (all|kafka|postgres|kafka3|kafka-secure|postgres-tls|secure)" ;;
     esac
     log "up $what: done in $(( $(now) - t0 ))s"
     if [[ $what == all ]]; then log "KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT"; log "DATABASE_URL=$PG_URL"; fi
@@ -752,11 +1166,14 @@ case $cmd in
   down)
     take_lock
     case $what in
-      all) kafka3_down; kafka_down; pg_down ;;
+      all) kafka3_down; kafka_secure_down; kafka_down; pg_down ;;
       kafka) kafka_down ;;
       postgres|pg) pg_down ;;
       kafka3) kafka3_down ;;
-      *) die "unknown component '$what' (all|kafka|postgres|kafka3)" ;;
+      kafka-secure) kafka_secure_down ;;
+      postgres-tls) pg_tls_down ;;
+      secure) kafka_secure_down; pg_tls_down ;;
+      *) die "unknown component '$what' (all|kafka|postgres|kafka3|kafka-secure|postgres-tls|secure)" ;;
     esac
     ;;
   restart)
@@ -766,7 +1183,8 @@ case $cmd in
       kafka) kafka_down; kafka_start; kafka_wait ;;
       postgres|pg) pg_down; pg_up ;;
       kafka3) kafka3_down; kafka3_up ;;
-      *) die "unknown component '$what' (all|kafka|postgres|kafka3)" ;;
+      kafka-secure) kafka_secure_down; kafka_secure_start; kafka_secure_wait ;;
+      *) die "unknown component '$what' (all|kafka|postgres|kafka3|kafka-secure)" ;;
     esac
     ;;
   kill)
@@ -782,15 +1200,19 @@ case $cmd in
     kafka_status || rc=1
     pg_status || rc=1
     kafka3_status
+    kafka_secure_status
+    pg_tls_status
     exit $rc
     ;;
   reset)
     take_lock
     case $what in
-      all) kafka3_down; kafka_down; pg_down; pg_resolve_dirs
-           rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/cluster.id" "$KAFKA_DIR/formatted.ports" "$KAFKA3_DIR" "$PG_DIR" ;;
+      all) kafka3_down; kafka_secure_down; kafka_down; pg_down; pg_resolve_dirs
+           rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/cluster.id" "$KAFKA_DIR/formatted.ports" "$KAFKA3_DIR" "$PG_DIR" \
+             "$KS_DIR" "$PG_TLS_DIR" "$TLS_DIR" ;;
       kafka) kafka_down; rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/cluster.id" "$KAFKA_DIR/formatted.ports" ;;
       kafka3) kafka3_down; rm -rf "$KAFKA3_DIR" ;;
+      kafka-secure) kafka_secure_down; rm -rf "$KS_DIR" ;;
       postgres|pg) pg_down; pg_resolve_dirs; rm -rf "$PG_DIR" ;;
       *) die "unknown component '$what' (all|kafka|postgres|kafka3)" ;;
     esac
@@ -801,10 +1223,12 @@ case $cmd in
       kafka) tail -n 50 "$KAFKA_DIR/broker.log" ;;
       postgres|pg) pg_resolve_dirs; tail -n 50 "$PG_LOG" ;;
       kafka3-[123]) tail -n 50 "$KAFKA3_DIR/node${what#kafka3-}/broker.log" ;;
-      *) die "usage: infra.sh logs kafka|postgres|kafka3-N" ;;
+      kafka-secure) tail -n 50 "$KS_DIR/broker.log" ;;
+      *) die "usage: infra.sh logs kafka|postgres|kafka3-N|kafka-secure" ;;
     esac
     ;;
   env) print_env ;;
+  env-secure) print_env_secure ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

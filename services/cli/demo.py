@@ -75,7 +75,7 @@ async def _stream(
     out: Console, run: str, records: list[OutboundRecord], *, rate: float, within_s: float
 ) -> PipelineSummary:
     kafka = KafkaSettings()
-    pool = await connect_pool(DatabaseSettings().url.get_secret_value(), min_size=1, max_size=2)
+    pool = await connect_pool(DatabaseSettings().dsn(), min_size=1, max_size=2)
     try:
         store = PostgresAuditRepository(pool)
         with _progress(out) as progress:
@@ -98,7 +98,7 @@ async def _stream(
 def run_demo(out: Console, err: Console, *, rate: float, timeout: float, keep_running: bool) -> int:
     """Run the demo; return the exit code (0 when every ticket is accounted for)."""
     state = CliSettings().state_dir
-    apply_migrations(DatabaseSettings().url.get_secret_value())
+    apply_migrations(DatabaseSettings().dsn())
     copies = {"classifier": 2, "policy": 1, "router": 1, "audit": 1}
     processes.start(state, copies=copies)
     problems = processes.wait_ready(processes.running(state), timeout=120)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -187,3 +188,18 @@ def test_an_inbound_ticket_without_a_time_takes_the_record_timestamp_and_keeps_i
     assert one.occurred_at == datetime(2025, 11, 25, 12, 0, tzinfo=UTC)
     assert one.event_id == two.event_id == decode(raw, TicketReceived).event_id
     assert two.occurred_at > one.occurred_at
+
+
+def test_schemas_command_writes_a_json_schema_per_event(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+
+    result = CliRunner().invoke(app, ["schemas", "--out", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    written = {p.name.removesuffix(".schema.json") for p in tmp_path.glob("*.schema.json")}
+    assert written >= {*EVENT_TYPES, "work_item"}
+    received = json.loads((tmp_path / "ticket.received.schema.json").read_text())
+    assert set(received["required"]) == {"ticket_id", "body"}
+    assert received["properties"]["body"]["description"]
