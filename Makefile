@@ -74,6 +74,11 @@ chromium: ## Install Debian's chromium if missing (the HTML report test screensh
 test: install infra-up chromium ## Everything: install, start Kafka + PostgreSQL, run all tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+CHAOS_BROKERS ?=
+.PHONY: chaos
+chaos: install ## Fault injection: 5,000 tickets while services, PostgreSQL and Kafka die (CHAOS_BROKERS=1|3; bench/chaos*.json)
+	$(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider $(if $(filter 3,$(CHAOS_BROKERS)),-k three_brokers,$(if $(filter 1,$(CHAOS_BROKERS)),-k "not three_brokers",)) $(PYTEST_ARGS)
+
 .PHONY: schemas
 schemas: install ## Write the JSON Schema of every event under docs/schemas/
 	$(BIN)/triageflow schemas --out docs/schemas
@@ -95,5 +100,9 @@ demo: infra-up ## Main job: infrastructure, all services, 562 sample tickets, a 
 	$(BIN)/triageflow demo
 
 .PHONY: bench-classifier
-bench-classifier: install ## Banking77 train→test benchmark of the classifier (bench/classifier-results.md)
-	nice -n 10 $(BIN)/python bench/classifier.py
+bench-classifier: install ## Banking77 train→test benchmark of the classifier backends (bench/classifier-results.md)
+	nice -n 10 $(BIN)/python bench/classifier.py --backend local --backend hybrid
+
+.PHONY: bench
+bench: install ## Pipeline throughput/latency vs a raw aiokafka chain (after infra-up; bench/results.md)
+	$(BIN)/python bench/pipeline.py

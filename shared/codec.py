@@ -14,7 +14,9 @@ M = TypeVar("M", bound=BaseModel)
 MAX_MESSAGE_BYTES = 256 * 1024
 
 
-@dataclass(frozen=True)
+# Not frozen: Python assigns `__traceback__` to an exception that leaves a `with` block of a
+# @contextmanager, and a frozen dataclass would turn that into FrozenInstanceError.
+@dataclass(eq=False)
 class InvalidMessage(Exception):
     """A message that cannot become the expected event; `reason` is machine-readable."""
 
@@ -61,6 +63,8 @@ def decode(
         ) from exc
     except RecursionError as exc:
         raise InvalidMessage("invalid_json", "nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise InvalidMessage("invalid_json", str(exc)[:200]) from exc
     if not isinstance(data, dict):
         raise InvalidMessage("not_an_object", f"expected a JSON object, got {type(data).__name__}")
     if prepare is not None:

@@ -81,7 +81,21 @@ class Stage(enum.StrEnum):
     REPLAY = "replay"
 
 
-_STRICT = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+# No NaN or Infinity anywhere: JSON has no such numbers (Python's json module accepts them)
+# and PostgreSQL's jsonb refuses them, so one would stop the audit trail.
+_STRICT = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, allow_inf_nan=False)
+# The largest schema version the audit store's integer column holds.
+MAX_SCHEMA_VERSION = 2**31 - 1
+
+
+def _utc_representable(value: datetime | None) -> datetime | None:
+    """Refuse a time that has no UTC equivalent (year 1 at +14:00), which no store can hold."""
+    if value is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError as error:
+            raise ValueError("the time is outside the range of UTC timestamps") from error
+    return value
 
 
 class Contract(BaseModel):
@@ -103,7 +117,9 @@ class Event(Contract):
 
     event_id: str = Field(description="Unique id; derived events get uuid5(cause id, stage).")
     event_type: str = Field(description="Dotted event name, e.g. `ticket.classified`.")
-    schema_version: int = Field(default=SCHEMA_VERSION, ge=1, description="Contract version.")
+    schema_version: int = Field(
+        default=SCHEMA_VERSION, ge=1, le=MAX_SCHEMA_VERSION, description="Contract version."
+    )
     ticket_id: str = Field(
         min_length=1,
         max_length=MAX_TICKET_ID_CHARS,
@@ -117,6 +133,12 @@ class Event(Contract):
         default_factory=utc_now, description="When the event happened, UTC."
     )
     producer: ProducerInfo = Field(description="Program that produced the event.")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _occurred_in_utc_range(cls, value: datetime) -> datetime:
+        _utc_representable(value)
+        return value
 
 
 # --------------------------------------------------------------------------- inbound
@@ -149,7 +171,7 @@ class TicketReceived(BaseModel):
     its id; a missing `trace_id` is derived from the event id.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     event_id: str = Field(
         default="", description="Unique id; derived from the content when absent."
@@ -157,7 +179,9 @@ class TicketReceived(BaseModel):
     event_type: Literal["ticket.received"] = Field(
         default="ticket.received", description="Always `ticket.received`."
     )
-    schema_version: int = Field(default=SCHEMA_VERSION, ge=1, description="Contract version.")
+    schema_version: int = Field(
+        default=SCHEMA_VERSION, ge=1, le=MAX_SCHEMA_VERSION, description="Contract version."
+    )
     ticket_id: StrictStr = Field(
         min_length=1, max_length=MAX_TICKET_ID_CHARS, description="Upstream ticket id (the key)."
     )
@@ -199,6 +223,11 @@ class TicketReceived(BaseModel):
         if not body.strip():
             raise ValueError("body is empty or only whitespace")
         return body
+
+    @field_validator("occurred_at", "created_at")
+    @classmethod
+    def _times_in_utc_range(cls, value: datetime | None) -> datetime | None:
+        return _utc_representable(value)
 
     @field_validator("metadata")
     @classmethod
@@ -478,7 +507,17 @@ class TicketDeadLettered(Event):
     original_partition: int = Field(ge=0, description="Its partition.")
     original_offset: int = Field(ge=0, description="Its offset.")
     original_key: str | None = Field(default=None, description="Its key, if any (UTF-8).")
-    original_bytes_b64: str = Field(description="The message value, base64-encoded.")
+    original_bytes_b64: str = Field(
+        description="The message value, base64-encoded (its first 256 KiB if truncated)."
+    )
+    original_size: int | None = Field(
+        default=None, ge=0, description="Size of the message value in bytes."
+    )
+    original_truncated: bool = Field(
+        default=False,
+        description="Only the first bytes are kept (the whole value would not fit in a "
+        "Kafka message); the original is in its topic at its offset.",
+    )
     attempts: tuple[AttemptError, ...] = Field(default=(), description="Every attempt's error.")
 
 
@@ -528,7 +567,7 @@ class FeedbackKind(enum.StrEnum):
 class FeedbackGiven(Event):
     """ticket.feedback: a later judgement on a decision, from an agent or customer."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     event_id: str = Field(default="", description="Unique id; derived from content if absent.")
     event_type: Literal["ticket.feedback"] = Field(

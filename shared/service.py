@@ -9,6 +9,8 @@ within the broker's graceful timeout, and commits.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -16,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.specification import AsyncAPI
+from loguru import logger
 from prometheus_client import CollectorRegistry, make_asgi_app
 
-from shared.contracts import ProducerInfo
+from shared.contracts import ProducerInfo, Stage
 from shared.kafka import make_broker
 from shared.logging import configure_logging
 from shared.metrics import StageMetrics
-from shared.stage import Outgoing, Process, subscribe_stage
+from shared.stage import DeadLetterTarget, Outgoing, Process, RetryPolicy, subscribe_stage
+from shared.topics import Topics
 from shared.tracing import configure_tracing
 
 if TYPE_CHECKING:
@@ -74,8 +78,13 @@ def stage_app(
     description: str,
     metrics: StageMetrics,
     observe: Callable[[list[Outgoing]], None] | None = None,
+    dead_letter_failing: bool = True,
 ) -> AsgiFastStream:
-    """Return a service that consumes `topics` in batches and runs `process` on each."""
+    """Return a service that consumes `topics` in batches and runs `process` on each.
+
+    Records that fail `max_attempts` times are dead-lettered unless `dead_letter_failing`
+    is off (the audit consumer: skipping an event there would lose it from the trail).
+    """
     broker = make_broker(
         settings.kafka,
         client_id=f"triageflow-{service}",
@@ -93,8 +102,38 @@ def stage_app(
         title=service,
         metrics=metrics,
         observe=observe,
+        retry=RetryPolicy(
+            max_attempts=settings.max_attempts, backoff_max_s=settings.retry_backoff_max_s
+        ),
+        dead_letters=DeadLetterTarget(
+            stage=Stage(service),
+            producer=producer_info(service, settings),
+            topic=Topics(settings.kafka.topic_prefix).deadletter,
+        )
+        if dead_letter_failing
+        else None,
     )
     return service_app(broker, title=f"triageflow {service}", registry=metrics.registry)
+
+
+def _exit_when_the_broker_cannot_start(app: AsgiFastStream, *, service: str) -> None:
+    # faststream starts the broker after the ASGI startup completed; when that fails
+    # (unreachable, bad credentials) uvicorn stops serving but the process hangs on, looking
+    # alive and consuming nothing. Nothing was consumed yet, so exiting loses nothing, and
+    # the supervisor (Kubernetes, `triageflow up`) restarts it.
+    broker = app.broker
+    assert broker is not None
+    start = broker.start
+
+    async def start_or_exit() -> None:
+        try:
+            await start()
+        except Exception:
+            logger.exception("{}: the Kafka broker did not start; exiting", service)
+            sys.stderr.flush()
+            os._exit(1)
+
+    broker.start = start_or_exit  # type: ignore[method-assign]
 
 
 def run_service(app: AsgiFastStream, *, service: str, settings: ServiceSettings) -> None:
@@ -113,4 +152,5 @@ def run_service(app: AsgiFastStream, *, service: str, settings: ServiceSettings)
         "port": settings.http_port,
         "timeout_graceful_shutdown": settings.graceful_timeout_s,
     }
+    _exit_when_the_broker_cannot_start(app, service=service)
     asyncio.run(app.run(run_extra_options=options))  # type: ignore[arg-type]

@@ -119,3 +119,9 @@ class StageSettings(ServiceSettings):
 
     group_id: str = Field(description="Consumer group; copies of a service share it.")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    max_attempts: int = Field(
+        default=3, ge=1, description="Tries of a failing batch before its bad records dead-letter."
+    )
+    retry_backoff_max_s: float = Field(
+        default=5.0, gt=0, description="Longest wait between retries of a failing batch."
+    )

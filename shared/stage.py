@@ -7,6 +7,15 @@ handler return, and only then does faststream commit the batch's offsets
 (`AckPolicy.NACK_ON_ERROR`): a crash before that redelivers the batch, and the
 deterministic event ids make the replay recognisable downstream.
 
+A batch that fails is retried in process with bounded exponential backoff (`RetryPolicy`),
+without committing. After `max_attempts` failures the batch is bisected to find the
+record(s) that fail on their own; each is dead-lettered with every attempt's error, the
+others are published, and the batch is committed: one bad record never blocks a
+partition. Transient errors (Kafka unavailable, `TransientError` raised by a stage whose
+dependency is down) are never dead-lettered: the batch is redelivered after a backoff,
+for as long as the outage lasts, and each handler call stays short so the consumer keeps
+polling within `max.poll.interval.ms`.
+
 Records are taken raw (custom parser and decoder): a message with broken JSON, a lying
 content-type or undecodable headers must reach the stage's own validation, which
 dead-letters it with a reason, instead of failing inside the framework and blocking the
@@ -26,15 +35,17 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
 from loguru import logger
 from pydantic import BaseModel
 
-from shared.codec import InvalidMessage, decode, encode
+from shared.codec import MAX_MESSAGE_BYTES, InvalidMessage, decode, encode
 from shared.contracts import (
     AttemptError,
+    DeadLetterReplayed,
     ProducerInfo,
     Stage,
     TicketDeadLettered,
@@ -92,6 +103,44 @@ class Outgoing:
 
 
 Process = Callable[[list[Incoming]], Awaitable[list[Outgoing]]]
+Publish = Callable[[Sequence[Outgoing]], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class TransientError(Exception):
+    """Raised by a stage whose dependency is down: redeliver the batch, never dead-letter."""
+
+
+# Kafka errors (broker down, leader moving, producer closing at shutdown) say nothing about
+# the records: waiting them out is right. Everything else counts as a failed attempt.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientError,
+    KafkaError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failing batch is tried, and how long to wait in between."""
+
+    max_attempts: int = 3
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 5.0
+
+    def backoff(self, attempt: int) -> float:
+        """Return the wait after failed attempt number `attempt` (1-based), capped."""
+        return float(min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class DeadLetterTarget:
+    """Where a stage dead-letters the records that keep failing, and in whose name."""
+
+    stage: Stage
+    producer: ProducerInfo
+    topic: str
 
 
 def guess_ticket_id(record: Incoming) -> str:
@@ -109,6 +158,14 @@ def guess_ticket_id(record: Incoming) -> str:
     return f"unknown-{bytes_digest(record.value or b'')}"
 
 
+# A dead letter must fit in one Kafka message (1 MB by default) although base64 makes the
+# bytes a third longer: it keeps the first MAX_MESSAGE_BYTES (anything longer is refused as
+# too large anyway); the whole message stays in its topic at the recorded offset.
+MAX_KEPT_BYTES = MAX_MESSAGE_BYTES
+# What a dead letter may weigh: the kept bytes in base64 and the envelope around them.
+DEAD_LETTER_MAX_BYTES = MAX_KEPT_BYTES * 4 // 3 + 64 * 1024
+
+
 def dead_letter(
     record: Incoming,
     *,
@@ -119,13 +176,14 @@ def dead_letter(
     trace_id: str | None = None,
     attempts: Sequence[AttemptError] = (),
 ) -> TicketDeadLettered:
-    """Return the dead letter for a record a stage gives up on, keeping its bytes whole."""
+    """Return the dead letter for a record a stage gives up on, keeping its bytes."""
     reason = error.reason if isinstance(error, InvalidMessage) else "processing_error"
     detail = error.detail if isinstance(error, InvalidMessage) else str(error)
     cause = cause_event_id or record.coordinates
     event_id = derived_event_id(cause, f"deadletter:{stage.value}")
     if not attempts:
         attempts = (AttemptError(attempt=1, error_type=type(error).__name__, error_message=detail),)
+    value = record.value or b""
     return TicketDeadLettered(
         event_id=event_id,
         ticket_id=guess_ticket_id(record),
@@ -140,7 +198,9 @@ def dead_letter(
         original_partition=record.partition,
         original_offset=record.offset,
         original_key=record.key.decode("utf-8", "replace") if record.key is not None else None,
-        original_bytes_b64=base64.b64encode(record.value or b"").decode("ascii"),
+        original_bytes_b64=base64.b64encode(value[:MAX_KEPT_BYTES]).decode("ascii"),
+        original_size=len(value),
+        original_truncated=len(value) > MAX_KEPT_BYTES,
         attempts=tuple(attempts),
     )
 
@@ -165,7 +225,10 @@ def decode_record(record: Incoming, model: type[M]) -> M:
     consumer of the same record (classifier, audit) sees the same time.
     """
     prepare = _inbound_defaults(record) if model is TicketReceived else None
-    return decode(record.value, model, prepare=prepare)
+    # Dead letters (and replay records) carry a message in base64 plus an envelope.
+    carries_bytes = model is TicketDeadLettered or model is DeadLetterReplayed
+    limit = DEAD_LETTER_MAX_BYTES if carries_bytes else MAX_MESSAGE_BYTES
+    return decode(record.value, model, max_bytes=limit, prepare=prepare)
 
 
 def decode_batch(
@@ -231,6 +294,143 @@ async def publish_all(
         await asyncio.gather(*futures)
 
 
+def _attempt(number: int, error: BaseException) -> AttemptError:
+    return AttemptError(
+        attempt=number, error_type=type(error).__name__, error_message=str(error)[:2000]
+    )
+
+
+def _event_id_of(record: Incoming) -> str | None:
+    try:
+        data = json.loads(record.value or b"")
+    except (ValueError, RecursionError):
+        return None
+    event_id = data.get("event_id") if isinstance(data, dict) else None
+    return event_id if isinstance(event_id, str) and event_id else None
+
+
+async def _isolate_one(
+    record: Incoming,
+    process: Process,
+    *,
+    policy: RetryPolicy,
+    target: DeadLetterTarget,
+    inherited: Sequence[AttemptError],
+    sleep: Sleep,
+) -> list[Outgoing]:
+    attempts = list(inherited)
+    last: Exception = RuntimeError("no attempt made")
+    for own in range(1, policy.max_attempts + 1):
+        try:
+            return await process([record])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as error:
+            last = error
+            attempts.append(_attempt(len(attempts) + 1, error))
+            if own < policy.max_attempts:
+                await sleep(policy.backoff(own))
+    letter = dead_letter(
+        record,
+        stage=target.stage,
+        error=last,
+        producer=target.producer,
+        cause_event_id=_event_id_of(record),
+        attempts=attempts,
+    )
+    logger.bind(
+        **message_context(
+            ticket_id=letter.ticket_id,
+            trace_id=letter.trace_id,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+    ).error("dead-lettered after {} attempts: {}", len(attempts), last)
+    return [Outgoing(target.topic, letter.ticket_id, letter, cause=record)]
+
+
+async def _isolate(
+    records: list[Incoming],
+    process: Process,
+    *,
+    policy: RetryPolicy,
+    target: DeadLetterTarget,
+    inherited: Sequence[AttemptError],
+    sleep: Sleep,
+    known_failing: bool = False,
+) -> list[Outgoing]:
+    """Bisect a failing batch: process what succeeds, dead-letter the records that fail."""
+    if len(records) == 1:
+        return await _isolate_one(
+            records[0], process, policy=policy, target=target, inherited=inherited, sleep=sleep
+        )
+    if not known_failing:
+        try:
+            return await process(records)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:
+            pass  # one of its halves holds a failing record
+    middle = len(records) // 2
+    first = await _isolate(
+        records[:middle], process, policy=policy, target=target, inherited=inherited, sleep=sleep
+    )
+    second = await _isolate(
+        records[middle:], process, policy=policy, target=target, inherited=inherited, sleep=sleep
+    )
+    return first + second
+
+
+async def process_with_retries(
+    records: list[Incoming],
+    process: Process,
+    publish: Publish,
+    *,
+    policy: RetryPolicy,
+    target: DeadLetterTarget | None,
+    sleep: Sleep = asyncio.sleep,
+) -> list[Outgoing]:
+    """Process and publish a batch, retrying; dead-letter records that keep failing.
+
+    Transient errors propagate at once (the caller redelivers). Without a `target` a batch
+    that fails `max_attempts` times raises its last error (redelivered, never skipped).
+    """
+    errors: list[AttemptError] = []
+    for number in range(1, policy.max_attempts + 1):
+        try:
+            outgoing = await process(records)
+            await publish(outgoing)
+            return outgoing
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as error:
+            errors.append(_attempt(number, error))
+            logger.warning(
+                "batch of {} records failed (attempt {} of {}): {!r}",
+                len(records),
+                number,
+                policy.max_attempts,
+                error,
+            )
+            if number == policy.max_attempts and target is None:
+                raise
+            if number < policy.max_attempts:
+                await sleep(policy.backoff(number))
+    assert target is not None
+    outgoing = await _isolate(
+        records,
+        process,
+        policy=policy,
+        target=target,
+        inherited=errors,
+        sleep=sleep,
+        known_failing=True,
+    )
+    await publish(outgoing)
+    return outgoing
+
+
 def _log_published(service: str, message: Outgoing) -> None:
     cause = message.cause
     logger.bind(
@@ -289,20 +489,47 @@ def subscribe_stage(
     title: str,
     metrics: StageMetrics,
     observe: Callable[[list[Outgoing]], None] | None = None,
+    retry: RetryPolicy | None = None,
+    dead_letters: DeadLetterTarget | None = None,
 ) -> None:
-    """Register a batch subscriber that runs `process` and publishes its output."""
+    """Register a batch subscriber that runs `process` and publishes its output.
+
+    With `dead_letters`, records that fail `retry.max_attempts` times are dead-lettered
+    there; without, a failing batch is redelivered until it succeeds.
+    """
+    policy = retry or RetryPolicy()
+    transient_failures = 0
+
+    async def publish(outgoing: Sequence[Outgoing]) -> None:
+        await publish_all(broker, outgoing, service=title)
 
     async def handle(body: Any, msg: KafkaMessage) -> None:
+        nonlocal transient_failures
         records = [Incoming.of(r) for r in msg.raw_message]
         started = time.perf_counter()
         with logger.contextualize(service=title):
             try:
-                outgoing = await process(records)
-                await publish_all(broker, outgoing, service=title)
+                outgoing = await process_with_retries(
+                    records, process, publish, policy=policy, target=dead_letters
+                )
+            except TRANSIENT_ERRORS as error:
+                metrics.failed_batches.inc()
+                transient_failures += 1
+                delay = policy.backoff(transient_failures)
+                logger.warning(
+                    "batch of {} records hit a transient error ({!r}); redelivered in {:.1f} s",
+                    len(records),
+                    error,
+                    delay,
+                )
+                # Backing off here keeps an outage from becoming a hot redelivery loop.
+                await asyncio.sleep(delay)
+                raise
             except Exception:
                 metrics.failed_batches.inc()
                 logger.exception("batch of {} records failed; it will be redelivered", len(records))
                 raise
+            transient_failures = 0
         metrics.batch_seconds.observe(time.perf_counter() - started)
         metrics.batch_size.observe(len(records))
         for record in records:

@@ -52,6 +52,7 @@ def build_app(
         process=process,
         description="Records every event of every topic in the PostgreSQL trail.",
         metrics=StageMetrics.create(registry or CollectorRegistry()),
+        dead_letter_failing=False,
     )
 
     pools: list[Pool] = []

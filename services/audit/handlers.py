@@ -11,7 +11,12 @@ import json
 
 from loguru import logger
 from pydantic import BaseModel
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from services.audit.repository import AuditRepository, AuditRow, to_row
 from shared.codec import InvalidMessage
@@ -27,7 +32,7 @@ from shared.contracts import (
     TicketRouted,
 )
 from shared.logging import message_context
-from shared.stage import Incoming, Outgoing, dead_letter, decode_record
+from shared.stage import Incoming, Outgoing, TransientError, dead_letter, decode_record
 from shared.topics import Topics
 from shared.tracing import ticket_span
 
@@ -72,8 +77,10 @@ class AuditHandler:
         topics: Topics,
         producer: ProducerInfo,
         max_backoff_s: float = 5.0,
+        max_wait_s: float = 60.0,
     ) -> None:
         self._repository = repository
+        self._max_wait_s = max_wait_s
         self._topics = topics
         self._producer = producer
         self._max_backoff_s = max_backoff_s
@@ -120,18 +127,25 @@ class AuditHandler:
     async def __call__(self, batch: list[Incoming]) -> list[Outgoing]:
         """Handle one consumed batch: insert (retrying while the database is down)."""
         rows, dead = self.rows(batch)
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(_transient_errors()),
-            wait=wait_exponential_jitter(multiplier=0.1, max=self._max_backoff_s),
-            before_sleep=lambda state: logger.warning(
-                "audit store unavailable (attempt {}): {}; not committing, retrying",
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else None,
-            ),
-            reraise=True,
-        ):
-            with attempt:
-                inserted = await self._repository.insert(rows)
+        # The wait is bounded so the consumer polls again well within max.poll.interval.ms
+        # (300 s): past it the batch goes back uncommitted and is redelivered, for as long
+        # as the outage lasts (TransientError is never dead-lettered).
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_transient_errors()),
+                wait=wait_exponential_jitter(multiplier=0.1, max=self._max_backoff_s),
+                stop=stop_after_delay(self._max_wait_s),
+                before_sleep=lambda state: logger.warning(
+                    "audit store unavailable (attempt {}): {}; not committing, retrying",
+                    state.attempt_number,
+                    state.outcome.exception() if state.outcome else None,
+                ),
+                reraise=True,
+            ):
+                with attempt:
+                    inserted = await self._repository.insert(rows)
+        except _transient_errors() as error:
+            raise TransientError(f"audit store unavailable: {error!r}") from error
         logger.debug("recorded {} of {} events ({} new)", len(rows), len(batch), inserted)
         traceparents = {
             (r.topic, r.partition, r.offset): r.headers.get("traceparent") for r in batch

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -24,6 +24,7 @@ import pydantic_core
 from loguru import logger
 from pydantic import BaseModel
 
+from services.audit.verify import ChainRow, TicketChainRow
 from shared.codec import InvalidMessage
 
 if TYPE_CHECKING:
@@ -255,13 +256,61 @@ CREATE TEMPORARY TABLE IF NOT EXISTS audit_trail_stage (
 ) ON COMMIT DELETE ROWS
 """
 
-# ORDER BY event_id: concurrent writers (e.g. two consumers during a rebalance) take the
-# unique-index locks in the same order, so overlapping batches cannot deadlock.
-_INSERT_FROM_STAGE = f"""
-INSERT INTO audit.trail_events ({_COLUMN_LIST})
-SELECT {_COLUMN_LIST} FROM pg_temp.audit_trail_stage ORDER BY event_id
-ON CONFLICT (event_id) DO NOTHING
+# The hash chain (migration audit_0004, services/audit/verify.py): every new row links to
+# the row before it by seq. Writers append one batch at a time under this transaction-level
+# advisory lock (released at commit); the COPY into the staging table happens before it.
+CHAIN_LOCK_KEY = 0x7466_6175_6469_7431  # "tfaudit1": any fixed bigint shared by all writers
+_LOCK_CHAIN = "SELECT pg_advisory_xact_lock($1)"
+
+# Run after the lock, as its own statement: in READ COMMITTED it then sees every batch
+# committed before ours. From the inside out: the staged rows in event_id order (the
+# ORDER BY keeps that subquery apart), numbered (seq = chain order; a subquery with a
+# volatile nextval is not merged into its outer query, so each number is drawn once),
+# their digests as they will be stored (recorded_at is now(), the transaction's start),
+# then linked from the newest recorded row_hash by the running aggregate chain_link.
+# No ON CONFLICT: a row skipped there would leave a hole in the chain. A known event id
+# fails the statement instead, and the batch is appended again without it.
+_APPEND_STAGED = """
+INSERT INTO audit.trail_events (seq, {columns}, recorded_at, prev_hash, row_hash)
+SELECT seq, {columns}, now(), coalesce(lag(row_hash) OVER (ORDER BY seq), head), row_hash
+FROM (
+    SELECT digested.*, head.head,
+           audit.chain_link(head.head, digested.digest) OVER (ORDER BY digested.seq) AS row_hash
+    FROM (
+        SELECT numbered.*, audit.row_digest(
+            numbered.seq, numbered.event_id, numbered.event_type, numbered.ticket_id,
+            numbered.trace_id, numbered.causation_id, numbered.occurred_at, now(),
+            numbered.topic, numbered.partition, numbered.kafka_offset,
+            numbered.producer_service, numbered.schema_version, numbered.payload
+        ) AS digest
+        FROM (
+            SELECT {columns}, nextval('audit.trail_events_seq_seq') AS seq
+            FROM (
+                SELECT {columns}
+                FROM pg_temp.audit_trail_stage AS s
+                {where}
+                ORDER BY s.event_id
+            ) AS ordered
+        ) AS numbered
+    ) AS digested
+    CROSS JOIN (
+        SELECT coalesce(
+            (SELECT row_hash FROM audit.trail_events ORDER BY seq DESC LIMIT 1),
+            decode(repeat('00', 32), 'hex')
+        ) AS head
+    ) AS head
+) AS linked
+ORDER BY seq
 """
+_APPEND_ALL_STAGED = _APPEND_STAGED.format(columns=_COLUMN_LIST, where="")
+# After a batch hit a recorded event id (a redelivery): a correlated probe of the primary
+# key per staged row, never a hash anti-join that would read the whole trail (the staging
+# table has no statistics to plan with).
+_APPEND_NEW_STAGED = _APPEND_STAGED.format(
+    columns=_COLUMN_LIST,
+    where="WHERE (SELECT 1 FROM audit.trail_events AS t WHERE t.event_id = s.event_id LIMIT 1)"
+    " IS NULL",
+)
 
 _SELECT_TRAIL = """
 SELECT ticket_id, position, seq, occurred_at, recorded_at, event_type, event_id,
@@ -413,6 +462,73 @@ class PipelineSummary:
     dead_letters: int
 
 
+# ------------------------------------------------- hash chain and dead-letter replays
+# Read side of the chain (migration audit_0004, pure checks in services/audit/verify.py)
+# and the queries of `triageflow dlq show|replay`.
+
+_DIGEST_OF_E = """audit.row_digest(
+    e.seq, e.event_id, e.event_type, e.ticket_id, e.trace_id, e.causation_id, e.occurred_at,
+    e.recorded_at, e.topic, e.partition, e.kafka_offset, e.producer_service,
+    e.schema_version, e.payload
+)"""
+
+# Keyset pages in chain order: no long transaction, and each page is an index range.
+_SELECT_CHAIN_PAGE = f"""
+SELECT e.seq, e.event_id, e.ticket_id, e.prev_hash, e.row_hash, {_DIGEST_OF_E} AS digest
+FROM audit.trail_events AS e
+WHERE e.seq > $1
+ORDER BY e.seq
+LIMIT $2
+"""
+
+_SELECT_TICKET_CHAIN = f"""
+SELECT e.seq, e.event_id, e.ticket_id, e.prev_hash, e.row_hash, {_DIGEST_OF_E} AS digest,
+       before.seq AS predecessor_seq, before.row_hash AS predecessor_hash,
+       after.seq AS successor_seq, after.prev_hash AS successor_prev_hash
+FROM audit.trail_events AS e
+LEFT JOIN LATERAL (
+    SELECT seq, row_hash FROM audit.trail_events WHERE seq < e.seq ORDER BY seq DESC LIMIT 1
+) AS before ON true
+LEFT JOIN LATERAL (
+    SELECT seq, prev_hash FROM audit.trail_events WHERE seq > e.seq ORDER BY seq LIMIT 1
+) AS after ON true
+WHERE e.ticket_id = $1
+ORDER BY e.seq
+"""
+
+# Only run after a broken link was found: a scan, but it tells removal from reordering.
+_SEQ_WITH_ROW_HASH = "SELECT min(seq) FROM audit.trail_events WHERE row_hash = $1"
+
+_SELECT_DEAD_LETTERS_MATCHING = """
+SELECT payload
+FROM audit.trail_events
+WHERE event_type = 'ticket.dead_lettered'
+  AND ($1::text IS NULL OR payload ->> 'reason' = $1)
+  AND ($2::text IS NULL OR payload ->> 'stage' = $2)
+ORDER BY seq
+LIMIT $3
+"""
+
+_SELECT_REPLAYS = """
+SELECT payload
+FROM audit.trail_events
+WHERE causation_id = $1 AND event_type = 'ticket.dead_letter_replayed'
+ORDER BY seq
+"""
+
+
+def _chain_row(record: asyncpg.Record) -> ChainRow:
+    # A NULL hash (the NOT NULL constraint dropped behind the writer's back) is a mismatch.
+    return ChainRow(
+        seq=int(record["seq"]),
+        event_id=str(record["event_id"]),
+        ticket_id=str(record["ticket_id"]),
+        prev_hash=bytes(record["prev_hash"] or b""),
+        row_hash=bytes(record["row_hash"] or b""),
+        digest=bytes(record["digest"] or b""),
+    )
+
+
 class PostgresAuditRepository:
     """The audit store in PostgreSQL (`audit.trail_events`), through an asyncpg pool."""
 
@@ -424,7 +540,12 @@ class PostgresAuditRepository:
         batch = unique_by_event_id(rows)
         if not batch:
             return 0
-        async with self._pool.acquire() as connection, connection.transaction():
+        # READ COMMITTED, whatever the server's default: the head must be read after the
+        # chain lock is held, by a statement that sees every batch committed before it.
+        async with (
+            self._pool.acquire() as connection,
+            connection.transaction(isolation="read_committed"),
+        ):
             await connection.execute(_CREATE_STAGE)
             await connection.copy_records_to_table(
                 "audit_trail_stage",
@@ -432,7 +553,14 @@ class PostgresAuditRepository:
                 columns=_STAGE_COLUMNS,
                 records=[_stage_record(row) for row in batch],
             )
-            inserted = _affected(await connection.execute(_INSERT_FROM_STAGE))
+            await connection.execute(_LOCK_CHAIN, CHAIN_LOCK_KEY)
+            # Most batches are new: skip probing each event id first, and pay for it only
+            # when a redelivered batch brings recorded ones (the savepoint is rolled back).
+            try:
+                async with connection.transaction():
+                    inserted = _affected(await connection.execute(_APPEND_ALL_STAGED))
+            except asyncpg.UniqueViolationError:
+                inserted = _affected(await connection.execute(_APPEND_NEW_STAGED))
         logger.debug("audit insert: {} rows, {} new", len(rows), inserted)
         return inserted
 
@@ -497,6 +625,44 @@ class PostgresAuditRepository:
             dead_lettered_inbound=int(accounted["dead_lettered_inbound"]),
             dead_letters=int(accounted["dead_lettered"]),
         )
+
+    # ------------------------------------------- hash chain and dead-letter replays
+
+    async def chain_page(self, *, after_seq: int, limit: int) -> list[ChainRow]:
+        """Return up to `limit` rows after `after_seq` in chain order, digests recomputed now."""
+        records = await self._pool.fetch(_SELECT_CHAIN_PAGE, after_seq, limit)
+        return [_chain_row(record) for record in records]
+
+    async def ticket_chain(self, ticket_id: str) -> list[TicketChainRow]:
+        """Return one ticket's rows with their neighbours in the chain."""
+        records = await self._pool.fetch(_SELECT_TICKET_CHAIN, ticket_id)
+        return [
+            TicketChainRow(
+                row=_chain_row(record),
+                predecessor_hash=record["predecessor_hash"],
+                predecessor_seq=record["predecessor_seq"],
+                successor_prev_hash=record["successor_prev_hash"],
+                successor_seq=record["successor_seq"],
+            )
+            for record in records
+        ]
+
+    async def seq_with_row_hash(self, row_hash: bytes) -> int | None:
+        """Return the seq of the row whose hash is `row_hash`, if any (a full scan)."""
+        seq = await self._pool.fetchval(_SEQ_WITH_ROW_HASH, row_hash)
+        return int(seq) if seq is not None else None
+
+    async def dead_letters_matching(
+        self, *, reason: str | None = None, stage: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Return recorded dead letters (whole events) with this reason and stage, oldest first."""
+        records = await self._pool.fetch(_SELECT_DEAD_LETTERS_MATCHING, reason, stage, limit)
+        return [dict(record["payload"]) for record in records]
+
+    async def replays_of(self, dead_letter_id: str) -> list[dict[str, Any]]:
+        """Return the recorded replays of one dead letter, oldest first."""
+        records = await self._pool.fetch(_SELECT_REPLAYS, dead_letter_id)
+        return [dict(record["payload"]) for record in records]
 
 
 # ------------------------------------------------------------------------ in memory
@@ -655,3 +821,364 @@ def _two_decimals(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return ""
     return str(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+# ------------------------------------------------------------------ outcome metrics
+#
+# How decisions turned out, judged by later feedback. The definitions live in SQL
+# (migration audit_0005_outcomes: audit.decision_outcomes, audit.outcome_metrics,
+# audit.dead_letter_rate; docs/outcomes.md); this section only reads them.
+
+GROUPINGS = ("all", "category", "model", "policy")
+MODES = ("autonomous", "assist", "human")
+
+
+@dataclass(frozen=True, slots=True)
+class MinutesPerTicket:
+    """Agent minutes one ticket takes in each mode: the basis of the time saved."""
+
+    human: float = 8.0
+    assist: float = 5.0
+    autonomous: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ModeOutcome:
+    """One row of `audit.outcome_metrics`: a group, a time bucket and a mode (or `all`).
+
+    Rates are None where their denominator is 0: no data is not 0%.
+    """
+
+    group_key: str
+    bucket_start: datetime
+    mode: str
+    decisions: int = 0
+    share: float | None = None
+    judged: int = 0
+    judged_correct: int = 0
+    judged_precision: float | None = None
+    overridden: int = 0
+    override_rate: float | None = None
+    override_rate_all: float | None = None
+    negative_reactions: int = 0
+    escalated: int = 0
+    resolution_reported: int = 0
+    resolved: int = 0
+    resolution_rate: float | None = None
+    reopen_base: int = 0
+    reopened: int = 0
+    reopen_rate: float | None = None
+    csat_responses: int = 0
+    csat_mean: float | None = None
+    handle_time_reported: int = 0
+    handle_time_mean_seconds: float | None = None
+    minutes_saved: float = 0.0
+
+    @classmethod
+    def empty(cls, group_key: str, bucket_start: datetime, mode: str) -> ModeOutcome:
+        """Return the row of a mode without decisions: zero counts, no rates."""
+        return cls(group_key, bucket_start, mode)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeGroup:
+    """Every mode's outcomes for one group (a category, model or policy) in one bucket."""
+
+    key: str
+    bucket_start: datetime
+    modes: Mapping[str, ModeOutcome] = field(hash=False)
+
+    @property
+    def total(self) -> ModeOutcome:
+        """Return the outcomes of all modes together."""
+        return self.mode("all")
+
+    def mode(self, mode: str) -> ModeOutcome:
+        """Return one mode's outcomes (empty when the group has no such decision)."""
+        if mode in self.modes:
+            return self.modes[mode]
+        # A mode the group never used has a share of 0%; a group without decisions has none.
+        return ModeOutcome(self.key, self.bucket_start, mode, share=0.0 if self.modes else None)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRate:
+    """Dead letters per inbound message in a window (`audit.dead_letter_rate`)."""
+
+    inbound_messages: int
+    dead_letters: int
+    inbound_dead_letters: int
+    rate: float | None
+    by_stage: Mapping[str, int] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSeen:
+    """A model or policy version that made decisions in a window."""
+
+    kind: str
+    key: str
+    detail: str
+    decisions: int
+    first_decided_at: datetime
+    last_decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeReport:
+    """Outcome metrics of the decisions made in [since, until)."""
+
+    since: datetime
+    until: datetime
+    minutes: MinutesPerTicket
+    bucket: timedelta | None
+    total: OutcomeGroup
+    groups: Mapping[str, list[OutcomeGroup]] = field(hash=False)
+    timeline: list[OutcomeGroup] = field(hash=False)
+    timeline_by_category: list[OutcomeGroup] = field(hash=False)
+    dead_letters: DeadLetterRate
+    unmatched_feedback: int
+    versions: list[VersionSeen] = field(hash=False)
+
+
+_OUTCOME_METRICS = """
+SELECT * FROM audit.outcome_metrics($1, $2, $3, $4, $5, $6, $7)
+"""
+
+_DEAD_LETTER_RATE = """
+SELECT inbound_messages, dead_letters, inbound_dead_letters, dead_letter_rate
+FROM audit.dead_letter_rate($1, $2)
+"""
+
+_DEAD_LETTERS_BY_STAGE = """
+SELECT coalesce(payload ->> 'stage', '?') AS stage, count(*) AS n
+FROM audit.trail_events
+WHERE event_type = 'ticket.dead_lettered' AND occurred_at >= $1 AND occurred_at < $2
+GROUP BY 1 ORDER BY 2 DESC, 1
+"""
+
+# Feedback that judges a decision the store has not recorded cannot count anywhere.
+_UNMATCHED_FEEDBACK = """
+SELECT count(*)
+FROM audit.feedback AS f
+WHERE f.given_at >= $1 AND f.given_at < $2
+  AND NOT EXISTS (
+      SELECT FROM audit.trail_events AS d
+      WHERE d.event_id = f.decision_event_id AND d.event_type = 'ticket.decided'
+  )
+"""
+
+_VERSIONS_SEEN = """
+SELECT 'model' AS kind, model AS key, coalesce(model_backend, '') AS detail,
+       count(*) AS decisions, min(decided_at) AS first_decided_at,
+       max(decided_at) AS last_decided_at
+FROM audit.decisions
+WHERE decided_at >= $1 AND decided_at < $2
+GROUP BY model, model_backend
+UNION ALL
+SELECT 'policy', policy,
+       concat_ws(', ', 'sha256 ' || left(policy_content_hash, 12),
+                 'approved by ' || policy_approved_by),
+       count(*), min(decided_at), max(decided_at)
+FROM audit.decisions
+WHERE decided_at >= $1 AND decided_at < $2
+GROUP BY policy, policy_content_hash, policy_approved_by
+ORDER BY kind, first_decided_at, key
+"""
+
+
+def _number(value: Decimal | float | None) -> float | None:
+    # numeric arrives as Decimal; a rate with no denominator as NULL.
+    return None if value is None else float(value)
+
+
+def _mode_outcome(record: asyncpg.Record) -> ModeOutcome:
+    return ModeOutcome(
+        group_key=str(record["group_key"]),
+        bucket_start=record["bucket_start"],
+        mode=str(record["mode"]),
+        decisions=int(record["decisions"]),
+        share=_number(record["share"]),
+        judged=int(record["judged"]),
+        judged_correct=int(record["judged_correct"]),
+        judged_precision=_number(record["judged_precision"]),
+        overridden=int(record["overridden"]),
+        override_rate=_number(record["override_rate"]),
+        override_rate_all=_number(record["override_rate_all"]),
+        negative_reactions=int(record["negative_reactions"]),
+        escalated=int(record["escalated"]),
+        resolution_reported=int(record["resolution_reported"]),
+        resolved=int(record["resolved"]),
+        resolution_rate=_number(record["resolution_rate"]),
+        reopen_base=int(record["reopen_base"]),
+        reopened=int(record["reopened"]),
+        reopen_rate=_number(record["reopen_rate"]),
+        csat_responses=int(record["csat_responses"]),
+        csat_mean=_number(record["csat_mean"]),
+        handle_time_reported=int(record["handle_time_reported"]),
+        handle_time_mean_seconds=_number(record["handle_time_mean_seconds"]),
+        minutes_saved=float(record["minutes_saved"]),
+    )
+
+
+def group_outcomes(rows: Iterable[ModeOutcome]) -> list[OutcomeGroup]:
+    """Return the rows of `audit.outcome_metrics` gathered by group and bucket, in order."""
+    groups: dict[tuple[str, datetime], dict[str, ModeOutcome]] = {}
+    for row in rows:
+        groups.setdefault((row.group_key, row.bucket_start), {})[row.mode] = row
+    return [OutcomeGroup(key, start, modes) for (key, start), modes in groups.items()]
+
+
+class PostgresOutcomeStore:
+    """Outcome metrics read from the audit store's views (read-only; the reader role will do)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def metrics(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        group_by: str = "all",
+        bucket: timedelta | None = None,
+        minutes: MinutesPerTicket | None = None,
+    ) -> list[OutcomeGroup]:
+        """Return the outcomes of decisions made in [since, until) by group (and bucket)."""
+        by = await self.metrics_by(since, until, (group_by,), bucket=bucket, minutes=minutes)
+        return by[group_by]
+
+    async def metrics_by(
+        self,
+        since: datetime,
+        until: datetime,
+        groupings: Sequence[str],
+        *,
+        bucket: timedelta | None = None,
+        minutes: MinutesPerTicket | None = None,
+    ) -> dict[str, list[OutcomeGroup]]:
+        """Return the outcomes for several groupings at once (one pass over the decisions)."""
+        unknown = [name for name in groupings if name not in GROUPINGS]
+        if unknown or not groupings:
+            raise ValueError(f"group_by must be among {', '.join(GROUPINGS)}, not {unknown}")
+        minutes = minutes or MinutesPerTicket()
+        records = await self._pool.fetch(
+            _OUTCOME_METRICS,
+            since,
+            until,
+            ",".join(groupings),
+            bucket,
+            Decimal(str(minutes.human)),
+            Decimal(str(minutes.assist)),
+            Decimal(str(minutes.autonomous)),
+        )
+        by: dict[str, list[ModeOutcome]] = {name: [] for name in groupings}
+        for record in records:
+            by[record["dimension"]].append(_mode_outcome(record))
+        return {name: group_outcomes(rows) for name, rows in by.items()}
+
+    async def dead_letter_rate(self, since: datetime, until: datetime) -> DeadLetterRate:
+        """Return dead letters per inbound message in [since, until), and by stage."""
+        async with self._pool.acquire() as connection:
+            rate = await connection.fetchrow(_DEAD_LETTER_RATE, since, until)
+            stages = await connection.fetch(_DEAD_LETTERS_BY_STAGE, since, until)
+        assert rate is not None  # an aggregate always returns a row
+        return DeadLetterRate(
+            inbound_messages=int(rate["inbound_messages"]),
+            dead_letters=int(rate["dead_letters"]),
+            inbound_dead_letters=int(rate["inbound_dead_letters"]),
+            rate=_number(rate["dead_letter_rate"]),
+            by_stage={str(r["stage"]): int(r["n"]) for r in stages},
+        )
+
+    async def unmatched_feedback(self, since: datetime, until: datetime) -> int:
+        """Return how many feedback events given in the window judge an unrecorded decision."""
+        return int(await self._pool.fetchval(_UNMATCHED_FEEDBACK, since, until))
+
+    async def versions(self, since: datetime, until: datetime) -> list[VersionSeen]:
+        """Return the model and policy versions that decided in the window."""
+        records = await self._pool.fetch(_VERSIONS_SEEN, since, until)
+        return [VersionSeen(**dict(record)) for record in records]
+
+    async def report(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        groupings: Sequence[str] = ("category",),
+        bucket: timedelta | None = None,
+        minutes: MinutesPerTicket | None = None,
+    ) -> OutcomeReport:
+        """Return the whole report: totals, the groupings asked for, and a timeline if bucketed."""
+        minutes = minutes or MinutesPerTicket()
+        whole = await self.metrics_by(since, until, ("all", *groupings), minutes=minutes)
+        total = whole["all"]
+        timeline: list[OutcomeGroup] = []
+        timeline_by_category: list[OutcomeGroup] = []
+        if bucket is not None:
+            timed = await self.metrics_by(
+                since, until, ("all", "category"), bucket=bucket, minutes=minutes
+            )
+            timeline, timeline_by_category = timed["all"], timed["category"]
+        return OutcomeReport(
+            since=since,
+            until=until,
+            minutes=minutes,
+            bucket=bucket,
+            total=total[0] if total else OutcomeGroup("all", since, {}),
+            groups={name: whole[name] for name in groupings},
+            timeline=timeline,
+            timeline_by_category=timeline_by_category,
+            dead_letters=await self.dead_letter_rate(since, until),
+            unmatched_feedback=await self.unmatched_feedback(since, until),
+            versions=await self.versions(since, until),
+        )
+
+
+# ---------------------------------------------------------------- labelled decisions
+#
+# Judged decisions as labelled examples for threshold calibration
+# (services/policy/calibration.py, `triageflow calibrate`): the category and confidence
+# the model gave, and whether later feedback found the decision correct (the definition of
+# audit.decision_outcomes.judged_correct, docs/outcomes.md). Degraded classifications are
+# left out: the policy never lets them act alone, whatever their confidence.
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledDecision:
+    """One judged decision: category, confidence, whether it was right, and which model."""
+
+    category: str
+    confidence: float
+    correct: bool
+    model: str
+    mode: str
+    decided_at: datetime
+
+
+_LABELLED_DECISIONS = """
+SELECT category, confidence, judged_correct AS correct, model, mode, decided_at
+FROM audit.decision_outcomes
+WHERE judged AND NOT degraded AND category IS NOT NULL AND confidence IS NOT NULL
+  AND decided_at >= $1 AND decided_at < $2
+  AND ($3::text IS NULL OR model = $3)
+ORDER BY decided_at, decision_event_id
+"""
+
+
+async def labelled_decisions(
+    pool: Pool, since: datetime, until: datetime, *, model: str | None = None
+) -> list[LabelledDecision]:
+    """Return the judged, non-degraded decisions made in [since, until) (of one model if given)."""
+    records = await pool.fetch(_LABELLED_DECISIONS, since, until, model)
+    return [
+        LabelledDecision(
+            category=str(r["category"]),
+            confidence=float(r["confidence"]),
+            correct=bool(r["correct"]),
+            model=str(r["model"]),
+            mode=str(r["mode"]),
+            decided_at=r["decided_at"],
+        )
+        for r in records
+    ]

@@ -1,20 +1,35 @@
 """How good is a classifier? Accuracy, calibration and out-of-scope rate on labelled data.
 
-`evaluate` scores any `Backend` on labelled texts (the CLI's "evaluate a classifier on a
-labelled CSV"); `cross_validate` trains and scores the local model fold by fold, so every
-number comes from examples the model under test never saw — calibration included.
+`evaluate` scores any `Backend` on labelled texts; `cross_validate` trains and scores the
+local model fold by fold, so every number comes from examples the model under test never
+saw — calibration included. `evaluate_files` is `triageflow eval`: train on one file, fit
+the autonomous threshold on that file alone (cross-validation), score another file through
+the real classify → policy path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import math
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
+from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from services.classifier.backends.base import Backend, Prediction
 from services.classifier.backends.local import Examples, Hyperparameters, fit
+from services.classifier.domain import classify
+from services.policy.engine import evaluate as evaluate_policy
+from services.policy.model import Policy
+from shared.contracts import Mode, ProducerInfo, TicketClassified, TicketReceived
+
+if TYPE_CHECKING:
+    from services.classifier.backends.hybrid import Embedder
 
 
 @dataclass(frozen=True)
@@ -95,3 +110,388 @@ def _score(predictions: Sequence[Prediction], labels: Sequence[str], *, folds: i
         out_of_scope_rate=sum(p.out_of_scope for p in predictions) / n,
         recall=recall,
     )
+
+
+# ------------------------------------------------------------ train -> test evaluation
+#
+# `triageflow eval` and `make bench-classifier` answer one question: trained on one labelled
+# file, how well does a backend do on another — as a classifier (accuracy, macro-F1,
+# calibration), as the input of a policy (how many tickets it handles alone, and how often
+# those are right), and on tickets from intents it never saw (are they sent to a human)?
+
+# A trainer turns labelled examples into a ready backend (the local model: `fit`).
+Trainer = Callable[[Examples], Backend]
+
+PRECISION_LEVELS: Final = (0.95, 0.99)
+_EVAL_PRODUCER: Final = ProducerInfo(service="triageflow-eval")
+_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one labelled test ticket."""
+
+    label: str
+    in_scope: bool
+    category: str
+    confidence: float
+    out_of_scope: bool
+    mode: Mode
+    llm_used: bool
+
+    @property
+    def correct(self) -> bool:
+        """Whether the category is the label (never, for a ticket from an unseen intent)."""
+        return self.in_scope and self.category == self.label
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How fast classification ran: batch size, throughput, per-batch wall time."""
+
+    batch_size: int
+    tickets_per_second: float
+    batch_ms_p50: float
+    batch_ms_p99: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every number `triageflow eval` prints (and `as_json` publishes)."""
+
+    backend: str
+    train_rows: int
+    test_rows: int
+    in_scope_rows: int
+    accuracy: float
+    macro_f1: float
+    ece: float
+    coverage_at_precision: dict[str, float]
+    modes: dict[str, float]
+    autonomous_share: float
+    autonomous_precision: float | None
+    oos_rows: int
+    oos_to_human: float | None
+    llm_share: float
+    timing: Timing
+    target_precision: float | None
+    fitted_threshold: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the machine-readable report: the documented keys, the rest in `details`."""
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "ece": self.ece,
+            "coverage_at_precision": self.coverage_at_precision,
+            "autonomous_share": self.autonomous_share,
+            "autonomous_precision": self.autonomous_precision,
+            "oos_to_human": self.oos_to_human,
+            "llm_share": self.llm_share,
+            "tickets_per_second": self.timing.tickets_per_second,
+            "details": {
+                "backend": self.backend,
+                "train_rows": self.train_rows,
+                "test_rows": self.test_rows,
+                "in_scope_rows": self.in_scope_rows,
+                "oos_rows": self.oos_rows,
+                "modes": self.modes,
+                "target_precision": self.target_precision,
+                "fitted_autonomous_threshold": self.fitted_threshold,
+                "batch_size": self.timing.batch_size,
+                "batch_ms_p50": self.timing.batch_ms_p50,
+                "batch_ms_p99": self.timing.batch_ms_p99,
+            },
+        }
+
+
+def macro_f1(labels: Sequence[str], predicted: Sequence[str]) -> float:
+    """Return the F1 score averaged over the labels that occur in `labels`."""
+    if not labels:
+        return 0.0
+    classes = sorted(set(labels))
+    return float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0))
+
+
+def coverage_at_precision(
+    confidences: Sequence[float],
+    correct: Sequence[bool],
+    eligible: Sequence[bool],
+    precision: float,
+) -> float:
+    """Return the largest share of all rows a confidence threshold keeps at `precision`.
+
+    Only `eligible` rows (not flagged out of scope) can be kept; rows with equal confidence
+    are kept or dropped together, as a threshold would. Chosen on the rows it scores, so it
+    describes the ranking (an upper bound), not what a threshold fit elsewhere achieves.
+    """
+    total = len(confidences)
+    kept = _kept_by_threshold(confidences, correct, eligible)
+    best = 0
+    for count, hits, _ in kept:
+        if hits >= precision * count:
+            best = count
+    return best / total if total else 0.0
+
+
+def fit_autonomous_threshold(
+    confidences: Sequence[float],
+    correct: Sequence[bool],
+    eligible: Sequence[bool],
+    target: float,
+    *,
+    z: float = 1.645,
+) -> float:
+    """Return the lowest confidence threshold whose precision is at least `target`, surely.
+
+    "Surely": the one-sided Wilson lower bound (z = 1.645: 95 %) of the precision of the rows
+    at or above the threshold must reach `target`, so a threshold fit on a few hundred
+    out-of-fold rows keeps its promise on new ones. Returns 1.0 when no threshold does.
+    """
+    threshold = 1.0
+    for count, hits, confidence in _kept_by_threshold(confidences, correct, eligible):
+        if _wilson_lower(hits, count, z) >= target:
+            threshold = min(threshold, confidence)
+    return threshold
+
+
+def _kept_by_threshold(
+    confidences: Sequence[float], correct: Sequence[bool], eligible: Sequence[bool]
+) -> list[tuple[int, int, float]]:
+    """Return (rows kept, correct rows kept, threshold) for every distinct threshold."""
+    rows = sorted(
+        ((c, ok) for c, ok, e in zip(confidences, correct, eligible, strict=True) if e),
+        key=lambda row: -row[0],
+    )
+    result: list[tuple[int, int, float]] = []
+    hits = 0
+    for i, (confidence, ok) in enumerate(rows):
+        hits += ok
+        # A threshold keeps every row at or above it: only the end of a tie group counts.
+        if i + 1 == len(rows) or rows[i + 1][0] != confidence:
+            result.append((i + 1, hits, confidence))
+    return result
+
+
+def _wilson_lower(hits: int, count: int, z: float) -> float:
+    if count == 0:
+        return 0.0
+    p = hits / count
+    centre = p + z * z / (2 * count)
+    spread = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count))
+    return (centre - spread) / (1 + z * z / count)
+
+
+def with_autonomous_threshold(policy: Policy, threshold: float) -> Policy:
+    """Return `policy` with `threshold` as default autonomous threshold and as a floor for all."""
+    defaults = policy.defaults.model_copy(
+        update={"autonomous": threshold, "assist": min(policy.defaults.assist, threshold)}
+    )
+    categories = {
+        name: own.model_copy(
+            update={
+                "autonomous": None if own.autonomous is None else max(own.autonomous, threshold),
+                "assist": None if own.assist is None else min(own.assist, threshold),
+            }
+        )
+        for name, own in policy.categories.items()
+    }
+    return policy.model_copy(update={"defaults": defaults, "categories": categories})
+
+
+def cross_validated_threshold(
+    train: Examples, trainer: Trainer, target: float, *, folds: int = 5, seed: int = 0
+) -> float:
+    """Fit the autonomous threshold on out-of-fold predictions of the training file alone."""
+    counts = train.counts()
+    folds = max(2, min(folds, *counts.values()))
+    texts = np.asarray(train.texts, dtype=object)
+    labels = np.asarray(train.labels, dtype=object)
+    confidences = np.zeros(len(texts))
+    correct = np.zeros(len(texts), dtype=bool)
+    eligible = np.zeros(len(texts), dtype=bool)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit_rows, held_out in splitter.split(texts, labels):
+        subset = Examples(tuple(texts[fit_rows]), tuple(labels[fit_rows]), train.sha256)
+        predictions = trainer(subset).predict(list(texts[held_out]))
+        for i, prediction in zip(held_out, predictions, strict=True):
+            confidences[i] = prediction.confidence
+            correct[i] = prediction.category == labels[i]
+            eligible[i] = not prediction.out_of_scope
+    return fit_autonomous_threshold(
+        confidences.tolist(), correct.tolist(), eligible.tolist(), target
+    )
+
+
+def run_tickets(
+    backend: Backend,
+    test: Examples,
+    policy: Policy,
+    known_labels: Collection[str],
+    *,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[list[Outcome], Timing]:
+    """Classify the test tickets in batches as the service does and apply `policy` to each."""
+    outcomes: list[Outcome] = []
+    batch_seconds: list[float] = []
+    for start in range(0, len(test.texts), batch_size):
+        texts = test.texts[start : start + batch_size]
+        tickets = [
+            TicketReceived.model_validate({"ticket_id": f"eval-{start + i}", "body": text})
+            for i, text in enumerate(texts)
+        ]
+        began = clock()
+        predictions = backend.predict(list(texts))
+        events = classify_events(tickets, predictions, backend)
+        batch_seconds.append(clock() - began)
+        for event, prediction, label in zip(
+            events, predictions, test.labels[start : start + batch_size], strict=True
+        ):
+            outcomes.append(
+                Outcome(
+                    label=label,
+                    in_scope=label in known_labels,
+                    category=event.category,
+                    confidence=event.confidence,
+                    out_of_scope=event.signals.out_of_scope,
+                    mode=evaluate_policy(event, policy).mode,
+                    llm_used=prediction.llm_used,
+                )
+            )
+        if progress:
+            progress(len(texts))
+    return outcomes, _timing(batch_seconds, len(test.texts), batch_size)
+
+
+def classify_events(
+    tickets: list[TicketReceived], predictions: list[Prediction], backend: Backend
+) -> list[TicketClassified]:
+    """Return the `ticket.classified` events the service would publish for `predictions`."""
+
+    class _Known:
+        # Hands the predictions already made to `classify`, so signals, the out-of-scope
+        # flag and every other field come from the same code path as in the service.
+        info = backend.info
+
+        def predict(self, texts: list[str]) -> list[Prediction]:
+            return predictions
+
+    return classify(tickets, _Known(), producer=_EVAL_PRODUCER, now=_EPOCH)
+
+
+def _timing(batch_seconds: Sequence[float], rows: int, batch_size: int) -> Timing:
+    total = sum(batch_seconds)
+    millis = np.asarray(batch_seconds, dtype=np.float64) * 1000.0
+    return Timing(
+        batch_size=batch_size,
+        tickets_per_second=rows / total if total > 0 else 0.0,
+        batch_ms_p50=float(np.percentile(millis, 50)) if millis.size else 0.0,
+        batch_ms_p99=float(np.percentile(millis, 99)) if millis.size else 0.0,
+    )
+
+
+def summarise(
+    outcomes: Sequence[Outcome],
+    timing: Timing,
+    *,
+    backend: str,
+    train_rows: int,
+    target_precision: float | None = None,
+    fitted_threshold: float | None = None,
+) -> Report:
+    """Turn per-ticket outcomes into the report's numbers (pure arithmetic, no model)."""
+    n = len(outcomes)
+    seen = [o for o in outcomes if o.in_scope]
+    unseen = [o for o in outcomes if not o.in_scope]
+    autonomous = [o for o in outcomes if o.mode is Mode.AUTONOMOUS]
+    coverage = {
+        f"{level:.2f}": coverage_at_precision(
+            [o.confidence for o in outcomes],
+            [o.correct for o in outcomes],
+            [not o.out_of_scope for o in outcomes],
+            level,
+        )
+        for level in PRECISION_LEVELS
+    }
+    return Report(
+        backend=backend,
+        train_rows=train_rows,
+        test_rows=n,
+        in_scope_rows=len(seen),
+        accuracy=_share(sum(o.correct for o in seen), len(seen)),
+        macro_f1=macro_f1([o.label for o in seen], [o.category for o in seen]),
+        ece=expected_calibration_error([o.confidence for o in seen], [o.correct for o in seen]),
+        coverage_at_precision=coverage,
+        modes={mode.value: _share(sum(o.mode is mode for o in outcomes), n) for mode in Mode},
+        autonomous_share=_share(len(autonomous), n),
+        autonomous_precision=(
+            sum(o.correct for o in autonomous) / len(autonomous) if autonomous else None
+        ),
+        oos_rows=len(unseen),
+        oos_to_human=(
+            sum(o.mode is not Mode.AUTONOMOUS for o in unseen) / len(unseen) if unseen else None
+        ),
+        llm_share=_share(sum(o.llm_used for o in outcomes), n),
+        timing=timing,
+        target_precision=target_precision,
+        fitted_threshold=fitted_threshold,
+    )
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def evaluate_files(
+    train: Examples,
+    test: Examples,
+    trainer: Trainer,
+    policy: Policy,
+    *,
+    target_precision: float | None = None,
+    folds: int = 5,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Train on `train`, optionally fit the autonomous threshold by CV, then score `test`."""
+    threshold = None
+    if target_precision is not None:
+        threshold = cross_validated_threshold(train, trainer, target_precision, folds=folds)
+        policy = with_autonomous_threshold(policy, threshold)
+    backend = trainer(train)
+    outcomes, timing = run_tickets(
+        backend, test, policy, set(train.labels), batch_size=batch_size, progress=progress
+    )
+    info = backend.info
+    return summarise(
+        outcomes,
+        timing,
+        backend=f"{info.backend}:{info.name}@{info.version}",
+        train_rows=len(train.texts),
+        target_precision=target_precision,
+        fitted_threshold=threshold,
+    )
+
+
+def _train_local(examples: Examples) -> Backend:
+    return fit(examples)
+
+
+def _train_hybrid(examples: Examples) -> Backend:
+    from services.classifier.backends.hybrid import fit_hybrid
+
+    return fit_hybrid(examples, embedder=_training_embedder())
+
+
+@functools.cache
+def _training_embedder() -> Embedder:
+    from services.classifier.backends.hybrid import Embedder
+
+    # One per process: cross-validation embeds each training text once, not once per fold.
+    return Embedder()
+
+
+# The backends `triageflow eval` can train from a labelled file, by name.
+TRAINERS: Final[dict[str, Trainer]] = {"local": _train_local, "hybrid": _train_hybrid}

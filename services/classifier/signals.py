@@ -22,6 +22,7 @@ import base64
 import binascii
 import math
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -520,6 +521,11 @@ _INJECTION_PATTERNS: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], .
             r"|<\|(?:im_start|im_end|system|endoftext|user|assistant)\|>"
             r"|(?i:\[/?(?:inst|system)\]|<</?sys>>|</?(?:system|instructions?)>)"
             r"|(?i:###\s*(?:system|instruction)s?\b)"
+            # A chat transcript's role field: {"role": "system", ...} or "role: system".
+            r"|(?i:[\"']?\brole[\"']?\s*[:=]\s*[\"']?(?:system|assistant|developer)\b)"
+            # A line that claims to come from the system: "Message from the triage system:".
+            r"|(?im:^[\s>*#\[\"']*(?:message|note|notice|instructions?) from (?:the )?"
+            r"(?:[\w-]+ ){0,2}?(?:system|admin\w*|developer|policy team)\s*:)"
         ),
     ),
     (
@@ -546,7 +552,25 @@ _INJECTION_PATTERNS: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], .
             r"(?:mode|category|priority|confidence|queue|routing|classification|decision)\b"
             r"|\b(?:mode|confidence|classification|decision)\s*[:=]\s*(?:autonomous|auto|[01]?\.\d)"
             r"|\bautonomous(?:ly)? (?:mode|handling|action|approval|processing|resolution)\b"
-            r"|\bauto[- ]?approve\b|\bclassify (?:this|it|me) as\b",
+            r"|\bauto[- ]?approve\b|\bclassify (?:this|it|me) as\b"
+            r"|\bforce (?:the|this|its|your) (?:mode|category|priority|confidence|queue|routing"
+            r"|classification|decision)\b"
+            r"|\bapprov\w* (?:it |this |me )?autonomously\b",
+            _I,
+        ),
+    ),
+    (
+        "review_bypass",
+        ("human", "manual", "review", "policy override", "kill"),
+        re.compile(
+            # Asking for the human step to be skipped is asking the AI to decide alone.
+            r"\b(?:without|skip(?:ping)?|bypass(?:ing)?|no need for|with no)\s+"
+            r"(?:a |an |the |any )?(?:human|manual) (?:review|step|approval|check|checks"
+            r"|involvement|intervention|oversight|in the loop)\b"
+            r"|\b(?:process|handle|resolve|approve|close)\w*\b[^.\n]{0,30}?\bwithout (?:a |any )?"
+            r"(?:human|person|review)\b"
+            r"|\bno human (?:needed|required|review|involvement)\b"
+            r"|\bpolicy override\b|\bkill[- ]?switch\s*(?:off|on|disabled|enabled|[:=])",
             _I,
         ),
     ),
@@ -626,12 +650,42 @@ def injection_reasons(body: str, *, subject: str = "") -> tuple[str, ...]:
 def _reasons(text: str) -> Iterator[str]:
     if not text:
         return
+    found = list(_pattern_reasons(text))
+    yield from found
+    if any(_looks_encoded(m.group()) for m in _BLOB.finditer(text)):
+        yield "encoded_payload"
+    if not text.isascii():
+        # "Ignоre" with a Cyrillic o, fullwidth letters, combining marks: the patterns
+        # read the text as a person sees it.
+        hidden = [r for r in _pattern_reasons(_skeleton(text)) if r not in found]
+        if hidden:
+            yield from hidden
+            yield "confusable_characters"
+
+
+def _pattern_reasons(text: str) -> Iterator[str]:
     lowered = text.lower()
     for reason, triggers, pattern in _INJECTION_PATTERNS:
         if any(t in lowered for t in triggers) and pattern.search(text):
             yield reason
-    if any(_looks_encoded(m.group()) for m in _BLOB.finditer(text)):
-        yield "encoded_payload"
+
+
+# Letters of other scripts that look like Latin ones, and characters that are not seen.
+_CONFUSABLES: Final = str.maketrans(
+    "аеорсухіјѕԁһӏԛԝАВЕКМНОРСТХУІЈЅοαιυνκρτχΟΑΒΕΗΙΚΜΝΡΤΧΥΖ",
+    "aeopcyxijsdhlqwABEKMHOPCTXYIJSoaiuvkptxOABEHIKMNPTXYZ",
+)
+_UNSEEN: Final = dict.fromkeys(
+    map(ord, "\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad")
+)
+
+
+def _skeleton(text: str) -> str:
+    # Compatibility forms folded (fullwidth), marks and invisibles dropped, Cyrillic and
+    # Greek look-alikes replaced by the Latin letters they imitate.
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return plain.translate(_UNSEEN).translate(_CONFUSABLES)
 
 
 def _looks_encoded(blob: str) -> bool:

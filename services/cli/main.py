@@ -13,13 +13,18 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
+from services.cli.audit_cmd import audit_app
+from services.cli.calibrate import calibrate_command
+from services.cli.dlq import dlq_app
+from services.cli.evaluate import eval_command
+from services.cli.report import report
 from services.cli.settings import CliSettings
-from shared.contracts import EVENT_TYPES, WorkItem
+from shared.contracts import EVENT_TYPES, Escalation, WorkItem
 from shared.settings import DatabaseSettings, KafkaSettings
 from shared.topics import Topics, ensure_topics
 
 if TYPE_CHECKING:
-    from services.audit.repository import DeadLetterEntry, PostgresAuditRepository
+    from services.audit.repository import PostgresAuditRepository
 
 app = typer.Typer(help="triageflow: AI ticket triage over Kafka.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
@@ -28,8 +33,11 @@ policy_app = typer.Typer(help="Decision policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 db_app = typer.Typer(help="The audit database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-dlq_app = typer.Typer(help="Dead letters.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(audit_app, name="audit")
+app.command()(report)
+app.command("eval")(eval_command)
+app.command("calibrate")(calibrate_command)
 
 
 @asynccontextmanager
@@ -37,7 +45,7 @@ async def audit_store() -> AsyncIterator[PostgresAuditRepository]:
     """Open the audit store for one command."""
     from services.audit.repository import PostgresAuditRepository, connect_pool
 
-    pool = await connect_pool(DatabaseSettings().url.get_secret_value(), min_size=1, max_size=2)
+    pool = await connect_pool(DatabaseSettings().dsn(), min_size=1, max_size=2)
     try:
         yield PostgresAuditRepository(pool)
     finally:
@@ -134,7 +142,11 @@ def schemas(
 ) -> None:
     """Write the JSON Schema of every event (and the work item) as files."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    models: dict[str, type[BaseModel]] = {**EVENT_TYPES, "work_item": WorkItem}
+    models: dict[str, type[BaseModel]] = {
+        **EVENT_TYPES,
+        "work_item": WorkItem,
+        "escalation": Escalation,
+    }
     for name, model in models.items():
         path = out_dir / f"{name}.schema.json"
         path.write_text(json.dumps(model.model_json_schema(), indent=2) + "\n")
@@ -146,7 +158,7 @@ def db_migrate() -> None:
     """Apply pending audit-store migrations (run as the schema owner)."""
     from services.audit.migrate import apply_migrations
 
-    url = DatabaseSettings().url.get_secret_value()
+    url = DatabaseSettings().dsn()
     applied = apply_migrations(url)
     out.print(f"migrations applied: {', '.join(applied) if applied else 'none pending'}")
 
@@ -171,21 +183,6 @@ def trail(
         out.print_json(json.dumps(events))
         return
     out.print(trail_table(ticket_id, events))
-
-
-@dlq_app.command("list")
-def dlq_list(
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
-    ticket_prefix: Annotated[str, typer.Option(help="Only tickets with this id prefix.")] = "",
-) -> None:
-    """List recorded dead letters with their stage and reason."""
-    from services.cli.render import dead_letter_table
-
-    async def fetch() -> list[DeadLetterEntry]:
-        async with audit_store() as store:
-            return await store.dead_letters(ticket_prefix=ticket_prefix, limit=limit)
-
-    out.print(dead_letter_table(asyncio.run(fetch())))
 
 
 @app.command()

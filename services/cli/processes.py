@@ -63,9 +63,17 @@ def running(state_dir: Path) -> list[ServiceProcess]:
 
 
 def start(
-    state_dir: Path, *, copies: dict[str, int], env: dict[str, str] | None = None
+    state_dir: Path,
+    *,
+    copies: dict[str, int],
+    env: dict[str, str] | None = None,
+    port_offset: int = 0,
 ) -> list[ServiceProcess]:
-    """Start the wanted number of copies of each service that are not running yet."""
+    """Start the wanted number of copies of each service that are not running yet.
+
+    `port_offset` shifts the ops ports, so a second set (the chaos harness) can run
+    beside `make up`.
+    """
     alive = {(p.service, p.copy) for p in running(state_dir)}
     started = []
     folder = run_dir(state_dir)
@@ -73,7 +81,7 @@ def start(
         for copy in range(1, count + 1):
             if (service, copy) in alive:
                 continue
-            port = BASE_PORTS[service] + copy
+            port = BASE_PORTS[service] + port_offset + copy
             prefix = f"TRIAGEFLOW_{service.upper()}_"
             child_env = {
                 **os.environ,

@@ -18,3 +18,8 @@ class CliSettings(BaseSettings):
         validation_alias=AliasChoices("TRIAGEFLOW_STATE_DIR", "TRIAGEFLOW_CLI_STATE_DIR"),
         description="Folder for pid files and service logs.",
     )
+    actor: str | None = Field(
+        default=None,
+        description="Who runs operator actions, recorded in the trail (`dlq replay`); "
+        "default: the login name.",
+    )

@@ -35,7 +35,13 @@ pytestmark = pytest.mark.integration
 
 WRITER = "triageflow_audit_writer"
 READER = "triageflow_audit_reader"
-MIGRATIONS = ["audit_0001_roles", "audit_0002_trail_events", "audit_0003_ticket_trail"]
+MIGRATIONS = [
+    "audit_0001_roles",
+    "audit_0002_trail_events",
+    "audit_0003_ticket_trail",
+    "audit_0004_hash_chain",
+    "audit_0005_outcomes",
+]
 
 LoginAs = Callable[[str], Awaitable[str]]
 

@@ -11,22 +11,16 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.audit.app import build_app as build_audit
 from services.audit.migrate import apply_migrations
 from services.audit.repository import PostgresAuditRepository, connect_pool
-from services.audit.settings import AuditSettings
 from services.classifier.app import build_app as build_classifier
 from services.classifier.settings import ClassifierSettings
-from services.policy.app import build_app as build_policy
-from services.policy.model import parse_policy
-from services.policy.settings import PolicySettings
-from services.router.app import build_app as build_router
-from services.router.routing import load_default_routing
-from services.router.settings import RouterSettings
 from shared.kafka import admin_client_kwargs
-from shared.settings import DatabaseSettings, KafkaSettings
-from shared.topics import Topics, ensure_topics
+from shared.settings import KafkaSettings
 from tests.kafka_tools import Record, publish, read_until
+from tests.pipeline_harness import create_topics as _topics
+from tests.pipeline_harness import pipeline_apps as _apps
+from tests.pipeline_harness import queue_topics as _queue_topics
 from tests.running import running
 from tests.waiting import eventually
 
@@ -59,40 +53,6 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp() / "models"
 
 
-async def _topics(kafka: KafkaSettings) -> Topics:
-    topics = Topics(kafka.topic_prefix)
-    queues = [topics.queue(q) for q in load_default_routing().queue_names()]
-    await ensure_topics(kafka, [*topics.pipeline(), *queues])
-    return topics
-
-
-def _queue_topics(topics: Topics) -> list[str]:
-    return [topics.queue(q) for q in sorted(load_default_routing().queue_names())]
-
-
-def _apps(
-    kafka: KafkaSettings, database_url: str, model_cache: Path, *, policy_yaml: bytes | None = None
-) -> list[object]:
-    group = kafka.topic_prefix
-    return [
-        build_classifier(
-            ClassifierSettings(kafka=kafka, group_id=f"{group}clf", model_cache_dir=model_cache)
-        ),
-        build_policy(
-            PolicySettings(kafka=kafka, group_id=f"{group}pol"),
-            policy=parse_policy(policy_yaml) if policy_yaml else None,
-        ),
-        build_router(RouterSettings(kafka=kafka, group_id=f"{group}rtr")),
-        build_audit(
-            AuditSettings(
-                kafka=kafka,
-                group_id=f"{group}aud",
-                database=DatabaseSettings(url=database_url),
-            )
-        ),
-    ]
-
-
 def _by_ticket(records: list[Record]) -> Counter[str]:
     return Counter(json.loads(r.value or b"")["ticket_id"] for r in records)
 
@@ -111,7 +71,7 @@ async def test_every_ticket_reaches_exactly_one_queue_with_a_complete_trail(
         ],
     )
 
-    async with running(*_apps(kafka_settings, audit_database, model_cache)):  # type: ignore[arg-type]
+    async with running(*_apps(kafka_settings, audit_database, model_cache)):
         queued = await read_until(
             kafka_settings,
             _queue_topics(topics),
@@ -155,7 +115,7 @@ async def test_malformed_inputs_are_dead_lettered_and_good_tickets_behind_them_s
     good = [(b"G-1", json.dumps({"ticket_id": "G-1", "body": TICKETS[0][0]}).encode())]
     await publish(kafka_settings, topics.inbound, [*bad, *good])
 
-    async with running(*_apps(kafka_settings, audit_database, model_cache)):  # type: ignore[arg-type]
+    async with running(*_apps(kafka_settings, audit_database, model_cache)):
         dead = await read_until(kafka_settings, [topics.deadletter], lambda r: len(r) >= len(bad))
         queued = await read_until(kafka_settings, _queue_topics(topics), lambda r: len(r) >= 1)
         pool = await connect_pool(audit_database)
@@ -220,7 +180,7 @@ async def test_policy_rules_decide_the_modes_on_the_live_pipeline(
     )
 
     apps = _apps(kafka_settings, audit_database, model_cache, policy_yaml=STRICT_POLICY)
-    async with running(*apps):  # type: ignore[arg-type]
+    async with running(*apps):
         decided = await read_until(
             kafka_settings, [topics.decided], lambda r: len(r) >= len(tickets)
         )

@@ -1,0 +1,164 @@
+"""`triageflow eval`: the report's arithmetic on a hand-made case, and the CLI's JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from services.classifier.evaluation import (
+    Outcome,
+    Timing,
+    coverage_at_precision,
+    fit_autonomous_threshold,
+    summarise,
+    with_autonomous_threshold,
+)
+from services.cli.main import app
+from services.policy import load_default_policy
+from shared.contracts import Mode
+
+REQUIRED_KEYS = {
+    "accuracy",
+    "macro_f1",
+    "ece",
+    "coverage_at_precision",
+    "autonomous_share",
+    "autonomous_precision",
+    "oos_to_human",
+    "llm_share",
+    "tickets_per_second",
+}
+TIMING = Timing(batch_size=64, tickets_per_second=100.0, batch_ms_p50=1.0, batch_ms_p99=2.0)
+
+
+def outcome(
+    label: str,
+    category: str,
+    confidence: float,
+    mode: Mode,
+    *,
+    seen: bool = True,
+    out_of_scope: bool = False,
+) -> Outcome:
+    return Outcome(label, seen, category, confidence, out_of_scope, mode, llm_used=False)
+
+
+# Four tickets of intents seen in training, three of an intent that was not ("z").
+HAND_MADE = [
+    outcome("a", "a", 0.91, Mode.AUTONOMOUS),
+    outcome("a", "b", 0.81, Mode.AUTONOMOUS),
+    outcome("b", "b", 0.61, Mode.ASSIST),
+    outcome("b", "b", 0.96, Mode.AUTONOMOUS),
+    outcome("z", "a", 0.70, Mode.HUMAN, seen=False),
+    outcome("z", "b", 0.99, Mode.HUMAN, seen=False, out_of_scope=True),
+    outcome("z", "a", 0.50, Mode.AUTONOMOUS, seen=False),
+]
+
+
+def test_hand_made_case_gives_the_numbers_worked_out_by_hand() -> None:
+    report = summarise(HAND_MADE, TIMING, backend="test", train_rows=10)
+
+    assert report.accuracy == pytest.approx(3 / 4)
+    # a: precision 1, recall 1/2 -> F1 2/3; b: precision 2/3, recall 1 -> F1 4/5.
+    assert report.macro_f1 == pytest.approx((2 / 3 + 4 / 5) / 2)
+    # One seen ticket per calibration bin: the mean of |correct - confidence|.
+    assert report.ece == pytest.approx((0.09 + 0.81 + 0.39 + 0.04) / 4)
+    # Best threshold keeps 0.96 and 0.91 (both right); the flagged 0.99 cannot be kept.
+    assert report.coverage_at_precision == pytest.approx({"0.95": 2 / 7, "0.99": 2 / 7})
+    assert report.modes == pytest.approx({"autonomous": 4 / 7, "assist": 1 / 7, "human": 2 / 7})
+    assert report.autonomous_share == pytest.approx(4 / 7)
+    # An unseen-intent ticket handled autonomously is an error.
+    assert report.autonomous_precision == pytest.approx(2 / 4)
+    assert report.oos_rows == 3
+    assert report.oos_to_human == pytest.approx(2 / 3)
+
+
+def test_without_unseen_intents_oos_to_human_is_null() -> None:
+    report = summarise(HAND_MADE[:4], TIMING, backend="test", train_rows=10)
+
+    assert report.oos_to_human is None
+    assert report.as_json()["oos_to_human"] is None
+
+
+def test_coverage_keeps_or_drops_equal_confidences_together() -> None:
+    assert coverage_at_precision([0.9, 0.9, 0.5], [True, False, True], [True] * 3, 0.95) == 0.0
+
+
+def test_threshold_is_the_lowest_whose_precision_reaches_the_target() -> None:
+    confidences, correct = [0.9, 0.8, 0.7, 0.6], [True, True, False, True]
+
+    assert fit_autonomous_threshold(confidences, correct, [True] * 4, 0.75, z=0.0) == 0.6
+    assert fit_autonomous_threshold(confidences, correct, [True] * 4, 0.99, z=0.0) == 0.8
+
+
+def test_a_handful_of_rows_cannot_justify_autonomy_at_the_default_certainty() -> None:
+    confidences, correct = [0.9, 0.8, 0.7, 0.6], [True, True, False, True]
+
+    assert fit_autonomous_threshold(confidences, correct, [True] * 4, 0.75) == 1.0
+
+
+def test_fitted_threshold_becomes_the_floor_of_every_category() -> None:
+    policy = with_autonomous_threshold(load_default_policy().policy, 0.97)
+
+    assert policy.defaults.autonomous == 0.97
+    assert all(policy.thresholds_for(name).autonomous >= 0.97 for name in policy.categories)
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+TOPICS = {
+    "refund": ["refund my order", "I want my money back", "refund please", "money back now"],
+    "login": ["cannot log in", "password reset fails", "login is broken", "locked out of login"],
+    "ship": ["where is my parcel", "parcel not delivered", "shipping is late", "track parcel"],
+}
+
+
+def test_eval_with_a_target_precision_reports_the_threshold_fit_on_train(tmp_path: Path) -> None:
+    rows = [(text, label) for label, texts in TOPICS.items() for text in texts]
+    train = write_csv(tmp_path / "train.csv", rows * 2)
+    test = write_csv(tmp_path / "test.csv", rows)
+
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--train", str(train), "--test", str(test), "--target-precision", "0.9"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "autonomous threshold fit for 90.0% on train (CV)" in result.stdout
+
+
+def test_eval_prints_json_with_exactly_the_documented_keys_and_details(tmp_path: Path) -> None:
+    rows = [(text, label) for label, texts in TOPICS.items() for text in texts]
+    train = write_csv(tmp_path / "train.csv", rows * 2)
+    test = write_csv(tmp_path / "test.csv", [*rows, ("what is the weather on mars", "oos")])
+
+    result = CliRunner().invoke(
+        app, ["eval", "--train", str(train), "--test", str(test), "--folds", "2", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == REQUIRED_KEYS | {"details"}
+    assert set(report["coverage_at_precision"]) == {"0.95", "0.99"}
+    assert report["oos_to_human"] is not None
+    assert report["details"]["test_rows"] == len(rows) + 1
+
+
+def test_eval_refuses_an_unknown_backend(tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "train.csv", [("a", "x"), ("b", "y")])
+
+    result = CliRunner().invoke(
+        app, ["eval", "--train", str(train), "--test", str(train), "--backend", "nope"]
+    )
+
+    assert result.exit_code == 2
