@@ -270,7 +270,7 @@ async def publish_all(
     """
     futures = []
     for message in messages:
-        trace_id = str(getattr(message.event, "trace_id", ""))
+        trace_id = trace_of(message.event)
         parent = message.cause.headers.get("traceparent") if message.cause else None
         with ticket_span(
             f"{service} {message.topic}",
@@ -431,13 +431,21 @@ async def process_with_retries(
     return outgoing
 
 
+def trace_of(event: BaseModel) -> str:
+    """Return the ticket's trace id carried by an event or a work item."""
+    trace_id = getattr(event, "trace_id", None)
+    if trace_id is None:
+        trace_id = (getattr(event, "trail", None) or {}).get("trace_id", "")
+    return str(trace_id)
+
+
 def _log_published(service: str, message: Outgoing) -> None:
     cause = message.cause
     logger.bind(
         service=service,
         **message_context(
             ticket_id=message.key,
-            trace_id=str(getattr(message.event, "trace_id", "")),
+            trace_id=trace_of(message.event),
             topic=cause.topic if cause else "",
             partition=cause.partition if cause else -1,
             offset=cause.offset if cause else -1,
