@@ -113,16 +113,19 @@ def trail_table(ticket_id: str, events: list[dict[str, Any]]) -> Table:
 def dead_letter_table(entries: list[DeadLetterEntry]) -> Table:
     """Return recorded dead letters as a table."""
     table = Table(title="Dead letters (newest first)")
-    for column in ("seq", "ticket", "stage", "reason", "error", "from topic"):
+    table.add_column("seq")
+    # Whole, never cut: it is what `dlq show` and `dlq replay` take.
+    table.add_column("event id", no_wrap=True, min_width=36)
+    for column in ("ticket", "stage", "reason", "error"):
         table.add_column(column)
     for entry in entries:
         table.add_row(
             str(entry.seq),
+            entry.event_id,
             entry.ticket_id,
             entry.stage or "",
             entry.reason or "",
             Text((entry.error_message or "")[:80]),
-            entry.original_topic or "",
         )
     return table
 

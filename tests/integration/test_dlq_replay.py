@@ -255,6 +255,7 @@ async def test_replaying_by_reason_takes_every_matching_dead_letter_and_nothing_
         )
     invalid = await _dlq(kafka_settings, audit_database, "replay", "--reason", "invalid_json")
     neither = await _dlq(kafka_settings, audit_database, "replay")
+    listed = await _dlq(kafka_settings, audit_database, "list", "--ticket-prefix", "R-")
 
     assert preview.exit_code == 0, preview.output
     assert "would replay 2, refused 0" in preview.output
@@ -264,3 +265,6 @@ async def test_replaying_by_reason_takes_every_matching_dead_letter_and_nothing_
     assert "still_invalid:invalid_json" in invalid.output
     assert "ticket.routed" not in await _kinds(store, "R-5")
     assert neither.exit_code == 2
+    # The list names each dead letter by the id that show and replay take.
+    for ticket_id in ("R-3", "R-4", "R-5"):
+        assert await _dead_letter_id(store, ticket_id) in listed.output
