@@ -495,9 +495,14 @@ class ChaosRun:
     async def cleanup(self) -> None:
         """Stop the services; drop the database; stop the infra unless asked to keep it."""
         self.stopping = True
-        # Twice: a supervisor thread may have been starting a copy during the first stop.
-        await asyncio.to_thread(processes.stop, self.services_dir)
-        await asyncio.to_thread(processes.stop, self.services_dir)
+        # Until none is left: a supervisor or restart thread that passed its `stopping` check
+        # just before may still spawn a copy after a stop (a leaked copy would hold its port
+        # and break the next run).
+        for _ in range(5):
+            await asyncio.to_thread(processes.stop, self.services_dir)
+            await asyncio.sleep(1.0)  # let a racing start finish and write its pid file
+            if not await asyncio.to_thread(processes.running, self.services_dir):
+                break
         if self.settings.keep_infra:
             try:
                 admin = await asyncpg.connect(self.infra.admin_url)
