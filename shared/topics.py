@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from shared.settings import KafkaSettings
 
 QUEUE_PREFIX = "queue."
+CONTROL_TOPIC = "triageflow.control"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class Topics:
         """ticket.feedback events from downstream."""
         return f"{self.prefix}tickets.feedback"
 
+    @property
+    def control(self) -> str:
+        """Control events (model promotions, category caps): compacted, one partition, keyed
+        by what they control, so a service starting up reads the latest state of each key."""
+        return f"{self.prefix}{CONTROL_TOPIC}"
+
     def queue(self, name: str) -> str:
         """Return the topic of downstream queue `name`."""
         return f"{self.prefix}{QUEUE_PREFIX}{name}"
@@ -64,11 +71,12 @@ class Topics:
             self.routed,
             self.deadletter,
             self.feedback,
+            self.control,
         ]
 
     def audited(self) -> list[str]:
         """Return the topics the audit consumer records."""
-        return self.pipeline()
+        return [t for t in self.pipeline() if t != self.control]
 
 
 async def ensure_topics(kafka: KafkaSettings, names: list[str]) -> list[str]:
@@ -85,9 +93,8 @@ async def ensure_topics(kafka: KafkaSettings, names: list[str]) -> list[str]:
         wanted = [
             NewTopic(
                 name=name,
-                num_partitions=kafka.partitions,
                 replication_factor=kafka.replication_factor,
-                topic_configs=configs,
+                **_layout(name, kafka.partitions, configs),
             )
             for name in dict.fromkeys(names)
             if name not in existing
@@ -100,3 +107,14 @@ async def ensure_topics(kafka: KafkaSettings, names: list[str]) -> list[str]:
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+def _layout(name: str, partitions: int, configs: dict[str, str]) -> dict[str, Any]:
+    """Return partitions and configs of topic `name`: the control topic is compacted and has
+    one partition (its events are few, and a total order keeps "latest per key" simple)."""
+    if name.endswith(CONTROL_TOPIC):
+        return {
+            "num_partitions": 1,
+            "topic_configs": configs | {"cleanup.policy": "compact"},
+        }
+    return {"num_partitions": partitions, "topic_configs": configs}

@@ -100,6 +100,28 @@ wait_gone() {
   while kill -0 "$1" 2>/dev/null && (( $(now) < deadline )); do sleep 0.2; done
 }
 
+# sigkill_and_wait NAME PID PORT...: SIGKILL PID, then wait (60 s at most) until it has really
+# exited and its PORTs are closed. A SIGKILLed JVM's main thread shows as a zombie while its
+# other threads are still exiting and holding the data dir's lock and the listeners (seen
+# on a loaded CI machine: the restarted broker then failed to start), so "not alive" is not
+# enough: wait for the last thread and for the ports.
+sigkill_and_wait() {
+  local name=$1 pid=$2; shift 2
+  local deadline=$(( $(now) + 60 )) port
+  kill -KILL "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && (( $(now) < deadline )); do
+    if [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] \
+        && (( $(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) <= 1 )); then
+      break  # a zombie whose threads are all gone: only the reaping is left
+    fi
+    sleep 0.1
+  done
+  for port in "$@"; do
+    while tcp_open "$HOST" "$port" && (( $(now) < deadline )); do sleep 0.2; done
+  done
+  if pid_alive "$pid"; then warn "$name: pid $pid still running 60 s after SIGKILL"; fi
+}
+
 # Java processes whose command line contains ARG as a whole argument (our config path).
 java_pids_with_arg() {
   local p
@@ -414,8 +436,7 @@ kafka_kill() {
   local pid
   pid=$(kafka_node_pid "$KAFKA_DIR/server.properties" "$KAFKA_DIR/broker.pid")
   [[ -n $pid ]] || { log "kafka: not running"; return 0; }
-  kill -KILL "$pid"
-  while pid_alive "$pid"; do sleep 0.1; done
+  sigkill_and_wait kafka "$pid" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
   rm -f "$KAFKA_DIR/broker.pid"
   log "kafka: killed (SIGKILL pid $pid); \`infra.sh up kafka\` restarts it"
 }
@@ -523,8 +544,7 @@ kafka3_kill_node() {
   local d=$KAFKA3_DIR/node$n pid
   pid=$(kafka_node_pid "$d/server.properties" "$d/broker.pid")
   [[ -n $pid ]] || { log "kafka3 node $n: not running"; return 0; }
-  kill -KILL "$pid"
-  while pid_alive "$pid"; do sleep 0.1; done
+  sigkill_and_wait "kafka3 node $n" "$pid" "$(k3_port "$n")" "$(k3_cport "$n")"
   rm -f "$d/broker.pid"
   log "kafka3 node $n: killed (SIGKILL pid $pid); \`infra.sh up kafka3\` brings it back"
 }

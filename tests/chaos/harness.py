@@ -60,6 +60,10 @@ class ChaosSettings(BaseSettings):
     kills_per_copy: int = Field(default=1, ge=0, description="SIGKILLs of each service copy.")
     seed: int = Field(default=20261125)
     deadline_s: float = Field(default=420.0, description="Wait for every ticket after publishing.")
+    recovery_s: float = Field(
+        default=480.0,
+        description="How long a crashed broker or database is started again until it answers.",
+    )
     keep_infra: bool = Field(default=False, description="Leave the chaos infra running.")
     out_dir: Path = Field(default=REPO / "bench")
 
@@ -73,6 +77,8 @@ class Fault:
     target: str
     done_s: float | None = None
     ok: bool = True
+    attempts: int = 0
+    error: str = ""
 
 
 @dataclass
@@ -199,23 +205,36 @@ def with_duplicates(
 
 
 async def publish_stream(
-    kafka: KafkaSettings, topic: str, stream: list[tuple[bytes, bytes]], rate: float
+    kafka: KafkaSettings,
+    topic: str,
+    stream: list[tuple[bytes, bytes]],
+    rate: float,
+    give_up_s: float,
 ) -> set[str]:
-    """Publish at `rate`, re-sending whatever the broker did not acknowledge; return keys acked."""
+    """Publish at `rate`, re-sending whatever the broker did not acknowledge; return keys acked.
+
+    A record still unacknowledged `give_up_s` after publishing started is given up (and so
+    missing from the result, which fails the run with its faults' errors instead of hanging).
+    """
     producer = AIOKafkaProducer(**producer_kwargs(kafka) | {"request_timeout_ms": 15000})
     await producer.start()
     acked: set[str] = set()
+    give_up_at = time.monotonic() + give_up_s
 
     async def deliver(key: bytes, value: bytes) -> None:
         # Upstream's own at-least-once: send until acknowledged (a re-send is a duplicate).
-        while True:
+        while time.monotonic() < give_up_at:
             try:
-                await (await producer.send(topic, value=value, key=key))
+                await asyncio.wait_for(
+                    await producer.send(topic, value=value, key=key),
+                    timeout=max(1.0, give_up_at - time.monotonic()),
+                )
                 acked.add(key.decode())
                 return
-            except KafkaError as error:
+            except (KafkaError, TimeoutError) as error:
                 logger.warning("publish of {} failed ({!r}); sending again", key, error)
                 await asyncio.sleep(0.5)
+        logger.error("gave up publishing {} after {:.0f} s", key, give_up_s)
 
     started = time.monotonic()
     tasks = []
@@ -335,17 +354,37 @@ class ChaosRun:
             if kind == "sigkill":
                 await self.kill_and_restart(target)
             elif kind == "restart":
-                await self.infra.run("restart", target)
+                try:
+                    await self.infra.run("restart", target)
+                except RuntimeError as error:
+                    logger.warning("restart of {} failed, starting it: {}", target, error)
+                    await self.recover(target, fault)
             elif kind == "crash-restart":
                 # SIGKILL then start: harsher than a controlled shutdown, and quicker.
                 await self.infra.run("kill", target)
-                await self.infra.run("up", target)
+                await self.recover(target, fault)
             else:
                 await self.infra.run("kill-node", target)
         except Exception as error:
             fault.ok = False
+            fault.error = str(error)[-2000:]
             logger.error("fault {} {} failed: {!r}", kind, target, error)
         fault.done_s = round(time.monotonic() - origin, 2)
+
+    async def recover(self, target: str, fault: Fault) -> None:
+        """Start `target` (kafka, postgres) until it answers, as an operator's supervisor would."""
+        deadline = time.monotonic() + self.settings.recovery_s
+        while True:
+            fault.attempts += 1
+            try:
+                await self.infra.run("up", target)
+                return
+            except RuntimeError as error:
+                fault.error = str(error)[-2000:]
+                if time.monotonic() >= deadline:
+                    raise
+                logger.warning("start of {} failed (attempt {}): {}", target, fault.attempts, error)
+                await asyncio.sleep(2.0)  # back off before the next start, as a supervisor does
 
     async def kill_and_restart(self, target: str) -> None:
         """SIGKILL one service copy, then start it again after a short random pause."""
@@ -462,7 +501,11 @@ class ChaosRun:
         supervisor = asyncio.create_task(self.supervise())
         logger.info("{}: {} records over {:.0f} s", self.run_id, len(stream), window)
         acked = await publish_stream(
-            self.kafka, Topics(self.prefix).inbound, stream, self.settings.rate
+            self.kafka,
+            Topics(self.prefix).inbound,
+            stream,
+            self.settings.rate,
+            give_up_s=window + self.settings.recovery_s + 120,
         )
         publish_s = time.monotonic() - origin
         await asyncio.gather(*injector)

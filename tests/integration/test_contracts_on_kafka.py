@@ -35,7 +35,7 @@ async def test_every_contract_round_trips_through_a_real_topic(
                 assert decode(record.value, model) == original
 
 
-async def test_topics_are_created_explicitly_with_the_configured_partitions(
+async def test_topics_are_created_explicitly_with_the_configured_partitions_and_control_compacted(
     kafka_settings: KafkaSettings,
 ) -> None:
     topics = Topics(kafka_settings.topic_prefix)
@@ -47,6 +47,7 @@ async def test_topics_are_created_explicitly_with_the_configured_partitions(
     assert sorted(created) == sorted(wanted)
     assert again == []
     from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from shared.kafka import admin_client_kwargs
 
@@ -54,6 +55,12 @@ async def test_topics_are_created_explicitly_with_the_configured_partitions(
     await admin.start()
     try:
         described = await admin.describe_topics(wanted)
+        control = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topics.control)]
+        )
     finally:
         await admin.close()
-    assert {d["topic"]: len(d["partitions"]) for d in described} == dict.fromkeys(wanted, 3)
+    partitions = {d["topic"]: len(d["partitions"]) for d in described}
+    assert partitions == dict.fromkeys(wanted, 3) | {topics.control: 1}
+    config = {entry[0]: entry[1] for entry in control[0].resources[0][4]}
+    assert config["cleanup.policy"] == "compact"
