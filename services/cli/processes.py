@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +77,28 @@ def start(
     `port_offset` shifts the ops ports, so a second set (the chaos harness) can run
     beside `make up`.
     """
-    alive = {(p.service, p.copy) for p in running(state_dir)}
-    started = []
     folder = run_dir(state_dir)
+    # One starter at a time: two concurrent starts (a supervisor and a restart) would both see
+    # a copy missing, spawn it twice and keep one pid file, leaking the other process.
+    with _exclusive(folder / ".start.lock"):
+        return _start_missing(folder, copies=copies, env=env, port_offset=port_offset)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _start_missing(
+    folder: Path, *, copies: dict[str, int], env: dict[str, str] | None, port_offset: int
+) -> list[ServiceProcess]:
+    alive = {(p.service, p.copy) for p in running(folder.parent)}
+    started = []
     for service, count in copies.items():
         for copy in range(1, count + 1):
             if (service, copy) in alive:

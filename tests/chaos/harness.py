@@ -10,9 +10,11 @@ infrastructure and runs the same on a laptop and in CI. Everything is configured
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
+import signal
 import time
 import uuid
 from collections import Counter
@@ -299,6 +301,11 @@ class ChaosRun:
 
     async def prepare(self) -> None:
         """Start the infrastructure, create the database, migrate, create topics."""
+        # Copies leaked by an earlier, interrupted run would hold the ops ports this run needs.
+        for pid in _processes_with_env("TRIAGEFLOW_KAFKA_TOPIC_PREFIX", "chaos-", prefix=True):
+            logger.warning("killing service process {} left by an earlier chaos run", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         await self.infra.up()
         admin = await asyncpg.connect(self.infra.admin_url)
         try:
@@ -546,6 +553,12 @@ class ChaosRun:
             await asyncio.sleep(1.0)  # let a racing start finish and write its pid file
             if not await asyncio.to_thread(processes.running, self.services_dir):
                 break
+        # Belt and braces: any process of this run that no pid file names (a leak would hold
+        # its ops port and break the next run) is found by the topic prefix in its environment.
+        for pid in _processes_with_env("TRIAGEFLOW_KAFKA_TOPIC_PREFIX", self.prefix):
+            logger.warning("killing stray service process {} of {}", pid, self.run_id)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.settings.keep_infra:
             try:
                 admin = await asyncpg.connect(self.infra.admin_url)
@@ -557,6 +570,24 @@ class ChaosRun:
                 logger.warning("could not drop {}: {!r}", self.database, error)
             return
         await self.infra.down()
+
+
+def _processes_with_env(name: str, value: str, *, prefix: bool = False) -> list[int]:
+    """Return the pids whose environment has `name=value` (or a value starting with `value`
+    when `prefix`), read from Linux /proc (processes of other users are unreadable)."""
+    wanted = f"{name}={value}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        variables = environ.split(b"\0")
+        if wanted in variables or (prefix and any(v.startswith(wanted) for v in variables)):
+            pids.append(int(entry.name))
+    return pids
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
