@@ -252,36 +252,25 @@ def test_analyse_combines_subject_and_body() -> None:
     assert not signals.injection_suspected
 
 
-def test_a_hostile_body_is_analysed_in_linear_time() -> None:
-    bodies = [
-        "a" * 19_000 + "@" + "b.c" * 300,
-        "4111 " * 4_000,
-        "DE89 " * 4_000,
-        "ignore " * 3_000,
-        "+1 " + "2 " * 9_000,
-        "a.b-" * 5_000 + "@x",
-        "<!--" * 5_000,
-    ]
-
-    for body in bodies:
-        started = time.perf_counter()
+def _cpu_seconds(body: str) -> float:
+    """The least CPU time of three analyses of `body` (CPU, not wall: other load is noise)."""
+    times = []
+    for _ in range(3):
+        started = time.process_time()
         analyse("", body)
-        assert time.perf_counter() - started < 0.5, body[:20]
+        times.append(time.process_time() - started)
+    return min(times)
 
 
-def test_signals_keep_up_with_thousands_of_tickets_a_second() -> None:
-    texts = [
-        "Hi team, I was charged twice for my Pro plan this month. Please refund one. Thanks",
-        "The app crashes every time I open the reports screen since the last update!!",
-        "Where is my parcel? Tracking has not moved for 6 days. Order 558213.",
-        "Please delete all my personal data under GDPR, my email is ann@example.com",
-    ] * 250
-    analyse("", "warm up the language model once")
+@pytest.mark.parametrize(
+    "unit",
+    ["a" * 19 + "@" + "b.c" * 3, "4111 ", "DE89 ", "ignore ", "2 ", "a.b-", "<!--", "x" * 50],
+)
+def test_a_hostile_body_is_analysed_in_linear_time(unit: str) -> None:
+    # Eight times the input must cost about eight times the CPU: a quadratic (backtracking)
+    # pattern would cost ~64 times. 24 leaves room for noise and fixed costs.
+    small, large = unit * 1_000, unit * 8_000
 
-    started = time.perf_counter()
-    for text in texts:
-        analyse("Question", text)
-    rate = len(texts) / (time.perf_counter() - started)
+    ratio = _cpu_seconds(large) / max(_cpu_seconds(small), 1e-4)
 
-    # Measured ≈ 3,000-4,500/s on one core; the floor leaves room for a busy CI machine.
-    assert rate >= 1_000, f"{rate:.0f} texts/s"
+    assert ratio < 24, f"{unit!r}: {ratio:.1f}x the CPU for 8x the text"
