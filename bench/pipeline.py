@@ -646,8 +646,8 @@ async def close_scenario(scenario: Scenario) -> None:
     await stop_all(scenario.procs)
 
 
-async def audit_insert_rate(source_url: str, target_url: str, rows: int) -> dict[str, Any]:
-    """Insert `rows` events (payloads copied from a pipeline run) with the audit repository."""
+async def recorded_payloads(source_url: str) -> list[tuple[str, int, dict[str, Any]]]:
+    """Return (topic, partition, payload) of up to 4,000 events a pipeline run recorded."""
     source = await asyncpg.connect(source_url)
     try:
         records = await source.fetch(
@@ -656,7 +656,31 @@ async def audit_insert_rate(source_url: str, target_url: str, rows: int) -> dict
         )
     finally:
         await source.close()
-    payloads = [(r["topic"], r["partition"], json.loads(r["payload"])) for r in records]
+    return [(r["topic"], r["partition"], json.loads(r["payload"])) for r in records]
+
+
+def sample_payloads() -> list[tuple[str, int, dict[str, Any]]]:
+    """Return one event of every type (the test suite's linked samples), as recorded."""
+    from tests.factories import sample_events  # the benchmark runs from the repository
+
+    topics = Topics("")
+    by_type = {
+        "ticket.received": topics.inbound,
+        "ticket.classified": topics.classified,
+        "ticket.decided": topics.decided,
+        "ticket.routed": topics.routed,
+        "ticket.dead_lettered": topics.deadletter,
+        "ticket.dead_letter_replayed": topics.deadletter,
+        "ticket.feedback": topics.feedback,
+    }
+    payloads = [event.model_dump(mode="json") for event in sample_events()]
+    return [(by_type[p["event_type"]], 0, p) for p in payloads]
+
+
+async def audit_insert_rate(
+    payloads: Sequence[tuple[str, int, dict[str, Any]]], target_url: str, rows: int
+) -> dict[str, Any]:
+    """Insert `rows` events (the given payloads, fresh event ids) with the audit repository."""
     batch_size = 2000  # the audit consumer's batch_max_records
     events = []
     for index in range(rows):
@@ -666,11 +690,12 @@ async def audit_insert_rate(source_url: str, target_url: str, rows: int) -> dict
     try:
         repository = PostgresAuditRepository(pool)
         await repository.insert(events[:batch_size])  # warm: staging table, plans
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), time.process_time()
         inserted = 0
         for offset in range(batch_size, rows, batch_size):
             inserted += await repository.insert(events[offset : offset + batch_size])
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
     finally:
         await pool.close()
     result = {
@@ -678,6 +703,8 @@ async def audit_insert_rate(source_url: str, target_url: str, rows: int) -> dict
         "batch": batch_size,
         "seconds": round(elapsed, 2),
         "events_per_s": round(inserted / elapsed, 1),
+        # The writer's own CPU (encoding, COPY protocol); PostgreSQL's is not counted.
+        "client_cpu_s_per_1000": round(cpu / max(inserted, 1) * 1000, 3),
         "mean_payload_bytes": round(statistics.fmean(len(json.dumps(p)) for _, _, p in payloads)),
     }
     log(f"audit writer alone: {result}")
@@ -847,6 +874,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.only == "pipeline":
             results["scenarios"]["pipeline"] = await _profile_pipeline(base_kafka, run_id, args)
             return results
+        if args.only == "audit":
+            target = await prepare(base_kafka, f"{run_id}-audit.", args.database)
+            infras.append(target)
+            assert target.database_url is not None
+            results["audit_writer"] = await audit_insert_rate(
+                sample_payloads(), target.database_url, args.audit_rows
+            )
+            return results
         # 1. plumbing: the constant classifier (also gives the message sizes for the raw chain)
         plumbing = await prepare(base_kafka, f"{run_id}-plumbing.", args.database)
         infras.append(plumbing)
@@ -909,7 +944,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         infras.append(target)
         assert target.database_url is not None
         results["audit_writer"] = await audit_insert_rate(
-            full.database_url, target.database_url, args.audit_rows
+            await recorded_payloads(full.database_url), target.database_url, args.audit_rows
         )
         pg_version = await server_versions(args.database, base_kafka)
     finally:
@@ -977,12 +1012,15 @@ def main() -> None:
         "--profile", help="py-spy every process during the main throughput runs, into DIR"
     )
     parser.add_argument(
-        "--only", choices=["plumbing", "pipeline"], help="one scenario (profiling); no report"
+        "--only",
+        choices=["plumbing", "pipeline", "audit"],
+        help="one scenario (profiling), or the audit writer alone (sample payloads); no report",
     )
     args = parser.parse_args()
     results = asyncio.run(run(args))
     if args.only:
-        log(json.dumps(results["scenarios"], indent=2))
+        shown = results["audit_writer"] if args.only == "audit" else results["scenarios"]
+        log(json.dumps(shown, indent=2))
         return
     Path(f"{args.out}.json").write_text(json.dumps(results, indent=2) + "\n")
     Path(f"{args.out}.md").write_text(markdown(results))

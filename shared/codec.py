@@ -47,6 +47,14 @@ def decode(
 
     `prepare` may complete the parsed object (e.g. with transport metadata) before validation.
     """
+    if prepare is None and raw and len(raw) <= max_bytes:
+        # Nearly every message is valid: pydantic parses and validates the bytes in Rust
+        # in one pass. A message it refuses takes the path below, which says exactly why
+        # (and may still accept what only the stricter JSON parser refused).
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError:
+            pass
     if raw is None or not raw.strip():
         raise InvalidMessage("empty_message", "the message value is empty")
     if len(raw) > max_bytes:

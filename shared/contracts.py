@@ -13,6 +13,12 @@ forgiving boundary, so that an upstream system can publish as little as
     ├── TicketDeadLettered  ticket.dead_lettered  any stage  -> tickets.deadletter
     ├── DeadLetterReplayed  ticket.dead_letter_replayed  operator (dlq replay) -> tickets.deadletter
     └── FeedbackGiven       ticket.feedback       downstream -> tickets.feedback
+    ControlEvent (own envelope, keyed by what it controls)    operator/jobs -> triageflow.control
+    ├── ModelPromoted       model.promoted        key classifier.model
+    ├── ModelRolledBack     model.rolled_back     key classifier.model
+    ├── ModelCandidateSet   model.candidate_set   key classifier.candidate
+    ├── CategoryCapped      category.capped       key policy.cap.<category>
+    └── CategoryReenabled   category.reenabled    key policy.cap.<category>
     WorkItem (not an event: the unit of work a downstream queue receives)
 """
 
@@ -323,6 +329,26 @@ class Signals(Contract):
     out_of_scope_score: float = Field(
         default=0.0, ge=0.0, le=1.0, description="How far from the known categories (0..1)."
     )
+    unusual_input: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Why the input is unusual, as reason codes (e.g. control_characters, "
+            "mixed_languages, code_like, decision_fields); empty when it is ordinary. "
+            "The default policy sends such a ticket to a human."
+        ),
+    )
+
+
+class ShadowClassification(Contract):
+    """What a candidate model said about the same ticket (recorded, never acted on)."""
+
+    category: str = Field(description="Candidate's most likely category.")
+    confidence: float = Field(ge=0.0, le=1.0, description="Candidate's calibrated confidence.")
+    alternatives: tuple[CategoryScore, ...] = Field(
+        default=(), description="Candidate's next most likely categories, best first."
+    )
+    out_of_scope: bool = Field(default=False, description="Candidate finds it out of scope.")
+    model: ModelInfo = Field(description="The candidate model.")
 
 
 class TicketClassified(Event):
@@ -346,6 +372,9 @@ class TicketClassified(Event):
     degraded: bool = Field(default=False, description="A fallback path produced this.")
     degraded_reason: str | None = Field(default=None, description="Why it is degraded.")
     latency_ms: float = Field(ge=0.0, description="Time spent classifying, milliseconds.")
+    shadow: ShadowClassification | None = Field(
+        default=None, description="A candidate model's view (shadow mode), never acted on."
+    )
 
 
 # --------------------------------------------------------------------------- decision
@@ -400,6 +429,15 @@ class ShadowDecision(Contract):
     mode: Mode = Field(description="Candidate's mode.")
     policy: PolicyInfo = Field(description="Candidate policy.")
     rules_fired: tuple[RuleFired, ...] = Field(default=(), description="Candidate's rules.")
+    category: str | None = Field(
+        default=None, description="Category the shadow decision used, when a candidate model ran."
+    )
+    confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Candidate model's confidence in `category`."
+    )
+    model: ModelInfo | None = Field(
+        default=None, description="Candidate model, when one ran in shadow; else None."
+    )
 
 
 class TicketDecided(Event):
@@ -621,6 +659,199 @@ class FeedbackGiven(Event):
         return self
 
 
+# ------------------------------------------------------------------------- control
+
+MODEL_KEY = "classifier.model"
+CANDIDATE_KEY = "classifier.candidate"
+CAP_KEY_PREFIX = "policy.cap."
+
+
+def cap_key(category: str) -> str:
+    """Return the control-topic key of category `category`'s drift cap."""
+    return f"{CAP_KEY_PREFIX}{category}"
+
+
+class ControlEvent(Contract):
+    """The envelope of a control event: it changes how the pipeline runs, not one ticket.
+
+    Published to the compacted control topic keyed by what it controls (`key`): the latest
+    event of a key is the current state of that key.
+    """
+
+    event_id: str = Field(description="Unique id of this control event.")
+    event_type: str = Field(description="Dotted event name, e.g. `model.promoted`.")
+    schema_version: int = Field(
+        default=SCHEMA_VERSION, ge=1, le=MAX_SCHEMA_VERSION, description="Contract version."
+    )
+    key: str = Field(
+        min_length=1, max_length=200, description="What it controls; also the Kafka key."
+    )
+    occurred_at: AwareDatetime = Field(default_factory=utc_now, description="When, UTC.")
+    producer: ProducerInfo = Field(description="Program that published it.")
+    actor: str = Field(min_length=1, description="Who decided it: operator name or job.")
+    reason: str = Field(default="", max_length=2000, description="Why, in words.")
+    causation_id: str | None = Field(
+        default=None, description="Id of the control event this one follows or undoes."
+    )
+
+
+class ModelEvidence(Contract):
+    """Figures behind a model decision: live vs candidate on the same tickets."""
+
+    tickets: int = Field(default=0, ge=0, description="Tickets both models saw.")
+    agreement: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Share of tickets with the same category."
+    )
+    live_autonomous_share: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Share the live model decided autonomously."
+    )
+    candidate_autonomous_share: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Share the candidate would decide alone."
+    )
+    live_judged: int = Field(default=0, ge=0, description="Live autonomous decisions judged.")
+    candidate_judged: int = Field(
+        default=0, ge=0, description="Candidate autonomous decisions with a known truth."
+    )
+    live_effective_judged: float | None = Field(
+        default=None, ge=0.0, description="Live judged decisions' effective sample size."
+    )
+    candidate_effective_judged: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Candidate judged decisions' effective sample size (audit-weighted).",
+    )
+    live_precision: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Live autonomous precision (judged, weighted by inverse audit rate).",
+    )
+    candidate_precision: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Candidate autonomous precision (judged, weighted by inverse audit rate).",
+    )
+    live_precision_lower: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Lower 95 % bound of live precision."
+    )
+    candidate_precision_lower: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Lower 95 % bound of candidate precision."
+    )
+    held_out_accuracy_live: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Learner: live model's held-out accuracy."
+    )
+    held_out_accuracy_candidate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Learner: candidate's held-out accuracy."
+    )
+
+
+class ModelPromoted(ControlEvent):
+    """model.promoted: every classifier copy now classifies with `version`."""
+
+    event_type: Literal["model.promoted"] = Field(
+        default="model.promoted", description="Always `model.promoted`."
+    )
+    key: Literal["classifier.model"] = Field(
+        default="classifier.model", description="Always `classifier.model`."
+    )
+    version: str = Field(min_length=1, description="Registry version now live.")
+    previous_version: str | None = Field(default=None, description="Version it replaces.")
+    forced: bool = Field(default=False, description="Promoted although the gate refused.")
+    evidence: ModelEvidence = Field(
+        default_factory=ModelEvidence, description="Figures the gate judged."
+    )
+
+
+class ModelRolledBack(ControlEvent):
+    """model.rolled_back: the live model goes back to `version`."""
+
+    event_type: Literal["model.rolled_back"] = Field(
+        default="model.rolled_back", description="Always `model.rolled_back`."
+    )
+    key: Literal["classifier.model"] = Field(
+        default="classifier.model", description="Always `classifier.model`."
+    )
+    version: str | None = Field(
+        description="Registry version now live; None: the configured (shipped) model."
+    )
+    rolled_back_version: str = Field(description="The version taken out of service.")
+
+
+class ModelCandidateSet(ControlEvent):
+    """model.candidate_set: classifiers run `version` in shadow beside the live model."""
+
+    event_type: Literal["model.candidate_set"] = Field(
+        default="model.candidate_set", description="Always `model.candidate_set`."
+    )
+    key: Literal["classifier.candidate"] = Field(
+        default="classifier.candidate", description="Always `classifier.candidate`."
+    )
+    version: str | None = Field(description="Registry version to shadow; None: stop shadowing.")
+    evidence: ModelEvidence = Field(
+        default_factory=ModelEvidence, description="The learner's offline figures."
+    )
+
+
+class DriftEvidence(Contract):
+    """Why the drift guard capped a category: recent feedback against the target."""
+
+    target: float = Field(ge=0.0, le=1.0, description="Autonomous precision the policy promises.")
+    window_start: AwareDatetime = Field(description="Start of the recent window.")
+    window_end: AwareDatetime = Field(description="End of the recent window.")
+    autonomous_judged: int = Field(ge=0, description="Judged autonomous decisions in the window.")
+    autonomous_correct: int = Field(ge=0, description="Of which judged correct.")
+    precision_upper: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Upper 95 % bound of that precision: below the target, the category "
+        "is surely worse than promised.",
+    )
+    override_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Share of judged decisions overridden."
+    )
+    baseline_override_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Override rate in the baseline window."
+    )
+    triggers: tuple[str, ...] = Field(
+        default=(), description="Which checks failed: `precision`, `override_jump`."
+    )
+
+
+class CategoryCapped(ControlEvent):
+    """category.capped: the drift guard limits a category to `cap` until re-enabled."""
+
+    event_type: Literal["category.capped"] = Field(
+        default="category.capped", description="Always `category.capped`."
+    )
+    category: str = Field(min_length=1, description="The capped category.")
+    cap: Mode = Field(default=Mode.ASSIST, description="Highest mode allowed while capped.")
+    evidence: DriftEvidence = Field(description="The figures that tripped the guard.")
+
+
+class CategoryReenabled(ControlEvent):
+    """category.reenabled: a human lifts a category's drift cap."""
+
+    event_type: Literal["category.reenabled"] = Field(
+        default="category.reenabled", description="Always `category.reenabled`."
+    )
+    category: str = Field(min_length=1, description="The category re-enabled.")
+
+
+AnyControlEvent = Annotated[
+    ModelPromoted | ModelRolledBack | ModelCandidateSet | CategoryCapped | CategoryReenabled,
+    Field(discriminator="event_type"),
+]
+
+CONTROL_EVENT_TYPES: dict[str, type[ControlEvent]] = {
+    "model.promoted": ModelPromoted,
+    "model.rolled_back": ModelRolledBack,
+    "model.candidate_set": ModelCandidateSet,
+    "category.capped": CategoryCapped,
+    "category.reenabled": CategoryReenabled,
+}
+
 AnyEvent = Annotated[
     TicketReceived
     | TicketClassified
@@ -643,23 +874,37 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
 }
 
 __all__ = [
+    "CANDIDATE_KEY",
+    "CAP_KEY_PREFIX",
+    "CONTROL_EVENT_TYPES",
     "EVENT_TYPES",
+    "MODEL_KEY",
     "SCHEMA_VERSION",
+    "AnyControlEvent",
     "AnyEvent",
     "AttemptError",
+    "CategoryCapped",
+    "CategoryReenabled",
     "CategoryScore",
     "ClassificationSummary",
+    "ControlEvent",
     "Customer",
     "DeadLetterReplayed",
+    "DriftEvidence",
     "Escalation",
     "Event",
     "FeedbackGiven",
     "FeedbackKind",
     "Mode",
+    "ModelCandidateSet",
+    "ModelEvidence",
     "ModelInfo",
+    "ModelPromoted",
+    "ModelRolledBack",
     "PolicyInfo",
     "ProducerInfo",
     "RuleFired",
+    "ShadowClassification",
     "ShadowDecision",
     "Signals",
     "Stage",
@@ -671,4 +916,5 @@ __all__ = [
     "TicketRouted",
     "TicketSnapshot",
     "WorkItem",
+    "cap_key",
 ]

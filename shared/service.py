@@ -25,7 +25,14 @@ from shared.contracts import ProducerInfo, Stage
 from shared.kafka import make_broker
 from shared.logging import configure_logging
 from shared.metrics import StageMetrics
-from shared.stage import DeadLetterTarget, Outgoing, Process, RetryPolicy, subscribe_stage
+from shared.stage import (
+    DeadLetterTarget,
+    Outgoing,
+    Process,
+    RecordSender,
+    RetryPolicy,
+    subscribe_stage,
+)
 from shared.topics import Topics
 from shared.tracing import configure_tracing
 
@@ -92,6 +99,9 @@ def stage_app(
         description=description,
         middlewares=(KafkaPrometheusMiddleware(registry=metrics.registry, app_name=service),),
     )
+    # The stage publishes through its own producer (see RecordSender), closed only after
+    # the broker let the running batch finish and commit.
+    sender = RecordSender(settings.kafka, client_id=f"triageflow-{service}")
     subscribe_stage(
         broker,
         topics=topics,
@@ -101,6 +111,7 @@ def stage_app(
         batch_timeout_ms=settings.batch_timeout_ms,
         title=service,
         metrics=metrics,
+        sender=sender,
         observe=observe,
         retry=RetryPolicy(
             max_attempts=settings.max_attempts, backoff_max_s=settings.retry_backoff_max_s
@@ -113,7 +124,9 @@ def stage_app(
         if dead_letter_failing
         else None,
     )
-    return service_app(broker, title=f"triageflow {service}", registry=metrics.registry)
+    app = service_app(broker, title=f"triageflow {service}", registry=metrics.registry)
+    app.after_shutdown(sender.stop)
+    return app
 
 
 def _exit_when_the_broker_cannot_start(app: AsgiFastStream, *, service: str) -> None:

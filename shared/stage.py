@@ -29,12 +29,13 @@ import base64
 import dataclasses
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -52,11 +53,18 @@ from shared.contracts import (
     TicketReceived,
 )
 from shared.ids import bytes_digest, content_event_id, derived_event_id, trace_id_for
+from shared.kafka import producer_kwargs
 from shared.logging import message_context
 from shared.metrics import StageMetrics
-from shared.tracing import ticket_span, traceparent_of
+from shared.tracing import ticket_span, traceparent_of, tracing_enabled, untraced_traceparent
+
+if TYPE_CHECKING:
+    from aiokafka.structs import RecordMetadata
+
+    from shared.settings import KafkaSettings
 
 JSON_HEADERS = {"content-type": "application/json"}
+_CONTENT_TYPE = ("content-type", b"application/json")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -260,18 +268,71 @@ def decode_batch(
     return valid, dead
 
 
-async def publish_all(
-    broker: KafkaBroker, messages: Sequence[Outgoing], *, service: str = "triageflow"
-) -> None:
-    """Publish every message and wait until the broker acknowledged all of them.
+Headers = list[tuple[str, bytes]]
 
-    Each record carries the ticket's trace: a `traceparent` header naming the span in
-    which this service handled the ticket (see shared/tracing.py).
+
+class Sender(Protocol):
+    """Hands one record to a Kafka producer; the returned future resolves when acknowledged."""
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes, headers: Headers
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue one record for sending (waits only while the producer's buffer is full)."""
+        ...
+
+
+class RecordSender:
+    """The stage's own durable aiokafka producer, started on the first batch.
+
+    faststream's `broker.publish` costs several times the aiokafka `send` it wraps (a
+    publish command and the middleware chain per message); the stage counts what it
+    publishes in its own `StageMetrics`. A start that fails raises a Kafka error, which
+    the stage treats like any transient one (redelivered, never dead-lettered).
     """
-    futures = []
-    for message in messages:
-        trace_id = trace_of(message.event)
-        parent = message.cause.headers.get("traceparent") if message.cause else None
+
+    def __init__(self, kafka: KafkaSettings, *, client_id: str) -> None:
+        self._options = producer_kwargs(kafka) | {"client_id": client_id}
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes, headers: Headers
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue one record; the future resolves when the broker acknowledged it."""
+        producer = self._producer or await self._start()
+        future: asyncio.Future[RecordMetadata] = await producer.send(
+            topic, value, key=key, headers=headers
+        )
+        return future
+
+    async def _start(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(**self._options)
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def stop(self) -> None:
+        """Flush and close the producer (after the broker stopped its handlers)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+
+def record_headers(message: Outgoing, *, service: str, traced: bool) -> Headers:
+    """Return the Kafka headers of one outgoing record: content type, trace id, traceparent.
+
+    The `traceparent` names the span in which this service handled the ticket (see
+    shared/tracing.py); that span is recorded only when a tracer provider is installed.
+    """
+    trace_id = trace_of(message.event)
+    parent = message.cause.headers.get("traceparent") if message.cause else None
+    if traced:
         with ticket_span(
             f"{service} {message.topic}",
             trace_id=trace_id,
@@ -279,17 +340,32 @@ async def publish_all(
             ticket_id=message.key,
             event_type=str(getattr(message.event, "event_type", "")),
         ) as span:
-            headers = JSON_HEADERS | {"trace_id": trace_id} | message.headers
-            if traceparent := traceparent_of(span, trace_id):
-                headers["traceparent"] = traceparent
-            future = await broker.publish(
-                encode(message.event),
-                message.topic,
-                key=message.key.encode("utf-8"),
-                headers=headers,
-                no_confirm=True,
-            )
-        futures.append(future)
+            traceparent = traceparent_of(span, trace_id)
+    else:
+        traceparent = untraced_traceparent(trace_id, parent)
+    if message.headers:  # a stage's own headers may override the defaults, as before
+        named = JSON_HEADERS | {"trace_id": trace_id} | message.headers
+        if traceparent:
+            named["traceparent"] = traceparent
+        return [(name, value.encode()) for name, value in named.items()]
+    headers = [_CONTENT_TYPE, ("trace_id", trace_id.encode())]
+    if traceparent:
+        headers.append(("traceparent", traceparent.encode()))
+    return headers
+
+
+async def publish_all(
+    sender: Sender, messages: Sequence[Outgoing], *, service: str = "triageflow"
+) -> None:
+    """Send every message at once, then wait until the broker acknowledged all of them."""
+    traced = tracing_enabled()
+    futures = []
+    for message in messages:
+        headers = record_headers(message, service=service, traced=traced)
+        key = message.key.encode("utf-8")
+        futures.append(
+            await sender.send(message.topic, encode(message.event), key=key, headers=headers)
+        )
     if futures:
         await asyncio.gather(*futures)
 
@@ -440,8 +516,13 @@ def trace_of(event: BaseModel) -> str:
 
 
 def _log_published(service: str, message: Outgoing) -> None:
+    # DEBUG, with the context as keyword arguments: loguru binds them to the line's `extra`
+    # only when a sink takes DEBUG, so at INFO the line costs a level check.
     cause = message.cause
-    logger.bind(
+    logger.debug(
+        "published {event_type} to {destination}",
+        event_type=getattr(message.event, "event_type", "work item"),
+        destination=message.topic,
         service=service,
         **message_context(
             ticket_id=message.key,
@@ -450,7 +531,38 @@ def _log_published(service: str, message: Outgoing) -> None:
             partition=cause.partition if cause else -1,
             offset=cause.offset if cause else -1,
         ),
-    ).info("published {} to {}", getattr(message.event, "event_type", "work item"), message.topic)
+    )
+
+
+def _log_batch(records: Sequence[Incoming], outgoing: Sequence[Outgoing], seconds: float) -> None:
+    """Log one INFO line per batch: records in, messages out per topic, dead letters."""
+    out = Counter(message.topic for message in outgoing)
+    dead = sum(isinstance(message.event, TicketDeadLettered) for message in outgoing)
+    logger.info(
+        "batch of {records} records: published {published} ({dead_letters} dead-lettered)"
+        " in {ms:.1f} ms",
+        records=len(records),
+        published=dict(out),
+        dead_letters=dead,
+        ms=seconds * 1000,
+    )
+
+
+def _count(
+    metrics: StageMetrics, records: Sequence[Incoming], outgoing: Sequence[Outgoing]
+) -> None:
+    """Count records in and out per topic (one increment per topic and batch)."""
+    for topic, number in Counter(record.topic for record in records).items():
+        metrics.messages_in.labels(topic).inc(number)
+    for topic, number in Counter(message.topic for message in outgoing).items():
+        metrics.messages_out.labels(topic).inc(number)
+    letters = Counter(
+        (message.event.stage.value, message.event.reason)
+        for message in outgoing
+        if isinstance(message.event, TicketDeadLettered)
+    )
+    for (stage, reason), number in letters.items():
+        metrics.dead_letters.labels(stage, reason).inc(number)
 
 
 def _record_lag(metrics: StageMetrics, msg: KafkaMessage, records: list[Incoming]) -> None:
@@ -467,14 +579,26 @@ def _record_lag(metrics: StageMetrics, msg: KafkaMessage, records: list[Incoming
             metrics.consumer_lag.labels(topic, str(partition)).set(max(0, end - offset - 1))
 
 
+def _decodable(headers: Sequence[tuple[str, bytes]] | None) -> bool:
+    try:
+        for _, value in headers or ():
+            value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 async def _raw_parser(
     record: tuple[ConsumerRecord[Any, Any], ...],
     original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[StreamMessage[Any]]],
 ) -> StreamMessage[Any]:
     # faststream decodes headers as strict UTF-8; hostile headers would raise there,
-    # outside any handler, and block the partition. Make them decodable first.
+    # outside any handler, and block the partition. Make them decodable first (copying
+    # only the records that need it: nearly all headers are valid).
     cleaned = tuple(
-        dataclasses.replace(
+        r
+        if _decodable(r.headers)
+        else dataclasses.replace(
             r, headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in r.headers or ()]
         )
         for r in record
@@ -496,11 +620,12 @@ def subscribe_stage(
     batch_timeout_ms: int,
     title: str,
     metrics: StageMetrics,
+    sender: Sender,
     observe: Callable[[list[Outgoing]], None] | None = None,
     retry: RetryPolicy | None = None,
     dead_letters: DeadLetterTarget | None = None,
 ) -> None:
-    """Register a batch subscriber that runs `process` and publishes its output.
+    """Register a batch subscriber that runs `process` and publishes its output via `sender`.
 
     With `dead_letters`, records that fail `retry.max_attempts` times are dead-lettered
     there; without, a failing batch is redelivered until it succeeds.
@@ -509,7 +634,7 @@ def subscribe_stage(
     transient_failures = 0
 
     async def publish(outgoing: Sequence[Outgoing]) -> None:
-        await publish_all(broker, outgoing, service=title)
+        await publish_all(sender, outgoing, service=title)
 
     async def handle(body: Any, msg: KafkaMessage) -> None:
         nonlocal transient_failures
@@ -538,15 +663,12 @@ def subscribe_stage(
                 logger.exception("batch of {} records failed; it will be redelivered", len(records))
                 raise
             transient_failures = 0
-        metrics.batch_seconds.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            _log_batch(records, outgoing, elapsed)
+        metrics.batch_seconds.observe(elapsed)
         metrics.batch_size.observe(len(records))
-        for record in records:
-            metrics.messages_in.labels(record.topic).inc()
+        _count(metrics, records, outgoing)
         for message in outgoing:
-            metrics.messages_out.labels(message.topic).inc()
-            if isinstance(message.event, TicketDeadLettered):
-                letter = message.event
-                metrics.dead_letters.labels(letter.stage.value, letter.reason).inc()
             _log_published(title, message)
         if observe is not None:
             observe(outgoing)

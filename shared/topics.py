@@ -75,8 +75,8 @@ class Topics:
         ]
 
     def audited(self) -> list[str]:
-        """Return the topics the audit consumer records."""
-        return [t for t in self.pipeline() if t != self.control]
+        """Return the topics the audit consumer records (every pipeline topic)."""
+        return self.pipeline()
 
 
 async def ensure_topics(kafka: KafkaSettings, names: list[str]) -> list[str]:

@@ -16,6 +16,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
     NonRecordingSpan,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
     Span,
     SpanContext,
     SpanKind,
@@ -30,14 +32,27 @@ _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 tracer = trace.get_tracer("triageflow")
 
 
-def _parent(trace_id: str, traceparent: str | None) -> Context | None:
-    """Return the remote parent context for a ticket: the producer's span, or its trace."""
+def tracing_enabled() -> bool:
+    """Return whether a tracer provider is installed (spans are recorded somewhere)."""
+    # Without one (exporter "none") every span is a no-op: skipping them saves their
+    # context bookkeeping per message, and `untraced_traceparent` gives the same header.
+    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+
+
+def _parent_span_id(trace_id: str, traceparent: str | None) -> int | None:
+    """Return the span id a ticket's spans hang from: the producer's span, or its root."""
     match = _TRACEPARENT.match(traceparent or "")
     if match and match.group(1) == trace_id:
-        span_id = int(match.group(2), 16)
-    elif _HEX32.match(trace_id):
-        span_id = int(trace_id[:16], 16) or 1  # a stable root span id for the ticket
-    else:
+        return int(match.group(2), 16)
+    if _HEX32.match(trace_id):
+        return int(trace_id[:16], 16) or 1  # a stable root span id for the ticket
+    return None
+
+
+def _parent(trace_id: str, traceparent: str | None) -> Context | None:
+    """Return the remote parent context for a ticket: the producer's span, or its trace."""
+    span_id = _parent_span_id(trace_id, traceparent)
+    if span_id is None:
         return None
     context = SpanContext(
         trace_id=int(trace_id, 16),
@@ -67,6 +82,18 @@ def traceparent_of(span: Span, trace_id: str) -> str | None:
     context = span.get_span_context()
     if context.is_valid:
         return f"00-{format_trace_id(context.trace_id)}-{format_span_id(context.span_id)}-01"
+    if _HEX32.match(trace_id):
+        return f"00-{trace_id}-{trace_id[:16]}-01"
+    return None
+
+
+def untraced_traceparent(trace_id: str, traceparent: str | None) -> str | None:
+    """Return the `traceparent` a no-op span under the ticket's parent would give."""
+    # A no-op tracer's span is its parent's context: the producer's span when the record
+    # came with one of this trace, else the ticket's root span (see `_parent`).
+    span_id = _parent_span_id(trace_id, traceparent)
+    if span_id is not None and int(trace_id, 16):
+        return f"00-{trace_id}-{span_id:016x}-01"
     if _HEX32.match(trace_id):
         return f"00-{trace_id}-{trace_id[:16]}-01"
     return None

@@ -8,6 +8,7 @@ recorded. Invalid feedback has no other consumer, so it is dead-lettered here.
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from loguru import logger
 from pydantic import BaseModel
@@ -18,7 +19,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from services.audit.repository import AuditRepository, AuditRow, to_row
+from services.audit.repository import AuditRepository, AuditRow, control_row, to_row
 from shared.codec import InvalidMessage
 from shared.contracts import (
     DeadLetterReplayed,
@@ -31,10 +32,11 @@ from shared.contracts import (
     TicketReceived,
     TicketRouted,
 )
+from shared.control import decode_control
 from shared.logging import message_context
 from shared.stage import Incoming, Outgoing, TransientError, dead_letter, decode_record
 from shared.topics import Topics
-from shared.tracing import ticket_span
+from shared.tracing import ticket_span, tracing_enabled
 
 # Errors worth waiting out: the database is down or restarting. Anything else is a bug
 # and must surface (the batch is then redelivered, never silently skipped).
@@ -98,6 +100,9 @@ class AuditHandler:
         rows: list[AuditRow] = []
         dead: list[Outgoing] = []
         for record in batch:
+            if record.topic == self._topics.control:
+                rows.extend(_control_rows(record))
+                continue
             model = self._model_for(record)
             if model is None:
                 continue
@@ -146,26 +151,59 @@ class AuditHandler:
                     inserted = await self._repository.insert(rows)
         except _transient_errors() as error:
             raise TransientError(f"audit store unavailable: {error!r}") from error
-        logger.debug("recorded {} of {} events ({} new)", len(rows), len(batch), inserted)
-        traceparents = {
-            (r.topic, r.partition, r.offset): r.headers.get("traceparent") for r in batch
-        }
+        _log_recorded(rows, inserted)
+        if tracing_enabled():  # spans cost context bookkeeping even when nothing records them
+            traceparents = {
+                (r.topic, r.partition, r.offset): r.headers.get("traceparent") for r in batch
+            }
+            for row in rows:
+                key = (row.topic, row.partition, row.kafka_offset)
+                _trace_recorded(row, traceparents.get(key))
         for row in rows:
-            _trace_recorded(row, traceparents.get((row.topic, row.partition, row.kafka_offset)))
+            _log_row(row)
         return dead
 
 
+def _log_recorded(rows: list[AuditRow], inserted: int) -> None:
+    """Log one INFO line per batch: how many events of each type, how many were new."""
+    if rows:
+        kinds = Counter(row.event_type for row in rows)
+        logger.info(
+            "recorded {} ({} new)", ", ".join(f"{k} x{n}" for k, n in kinds.items()), inserted
+        )
+
+
+def _log_row(row: AuditRow) -> None:
+    # DEBUG, context as keyword arguments: bound to the line only when a sink takes DEBUG.
+    logger.debug(
+        "recorded {event_type} {event_id}",
+        event_type=row.event_type,
+        event_id=row.event_id,
+        **message_context(
+            ticket_id=row.ticket_id,
+            trace_id=row.trace_id,
+            topic=row.topic,
+            partition=row.partition,
+            offset=row.kafka_offset,
+        ),
+    )
+
+
+def _control_rows(record: Incoming) -> list[AuditRow]:
+    """Return the row of a control event; an invalid one is logged (nothing acted on it)."""
+    try:
+        event = decode_control(record.value)
+    except InvalidMessage as error:
+        logger.bind(topic=record.topic, partition=record.partition, offset=record.offset).error(
+            "unrecordable control event: {}", error
+        )
+        return []
+    return [control_row(event, record.topic, record.partition, record.offset)]
+
+
 def _trace_recorded(row: AuditRow, traceparent: str | None) -> None:
-    """Log and trace the recording of one event, in its ticket's trace."""
+    """Trace the recording of one event, in its ticket's trace."""
     with ticket_span(
         "audit record", trace_id=row.trace_id, traceparent=traceparent, event_type=row.event_type
     ):
-        logger.bind(
-            **message_context(
-                ticket_id=row.ticket_id,
-                trace_id=row.trace_id,
-                topic=row.topic,
-                partition=row.partition,
-                offset=row.kafka_offset,
-            )
-        ).info("recorded {} {}", row.event_type, row.event_id)
+        pass

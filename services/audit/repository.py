@@ -1182,3 +1182,270 @@ async def labelled_decisions(
         )
         for r in records
     ]
+
+
+# ------------------------------------------------------------------ continuous improvement
+# Control events (model promotions, shadow candidates, drift caps) are recorded in the same
+# hash-chained trail as ticket events. They concern no ticket: the `ticket_id` column holds
+# `control:<key>` (so `triageflow trail control:classifier.model` shows a key's history)
+# and the payload, the event as published, has no `ticket_id`.
+
+CONTROL_SUBJECT_PREFIX = "control:"
+CONTROL_EVENT_TYPES = (
+    "model.promoted",
+    "model.rolled_back",
+    "model.candidate_set",
+    "category.capped",
+    "category.reenabled",
+)
+
+
+def control_row(event: BaseModel, topic: str, partition: int, offset: int) -> AuditRow:
+    """Return the trail row recording a control event consumed at topic/partition/offset."""
+    payload = event.model_dump(mode="json")
+    producer = payload.get("producer")
+    return AuditRow(
+        event_id=_text(payload, "event_id"),
+        event_type=_text(payload, "event_type"),
+        ticket_id=CONTROL_SUBJECT_PREFIX + _text(payload, "key"),
+        # One trace per control event: it starts no ticket's journey.
+        trace_id=_text(payload, "event_id").replace("-", ""),
+        causation_id=_optional_text(payload, "causation_id"),
+        occurred_at=_aware_datetime(payload.get("occurred_at")),
+        topic=topic,
+        partition=partition,
+        kafka_offset=offset,
+        producer_service=_text(producer if isinstance(producer, Mapping) else {}, "service"),
+        schema_version=_integer(payload, "schema_version"),
+        payload=payload,
+    )
+
+
+_SELECT_CONTROL_EVENTS = """
+SELECT payload FROM audit.trail_events
+WHERE event_type = ANY($1::text[]) AND occurred_at < $2
+ORDER BY seq
+"""
+
+
+async def control_events(pool: Pool, *, until: datetime | None = None) -> list[dict[str, Any]]:
+    """Return every recorded control event (before `until` if given), in recording order."""
+    records = await pool.fetch(
+        _SELECT_CONTROL_EVENTS, list(CONTROL_EVENT_TYPES), until or datetime.now(UTC)
+    )
+    return [dict(r["payload"]) for r in records]
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedTicket:
+    """A judged decision with the ticket's text: what the learner and comparisons read."""
+
+    decision_event_id: str
+    subject: str
+    body: str
+    category: str
+    mode: str
+    judged_correct: bool
+    overridden: bool
+    ever_resolved: bool
+    correct_category: str | None
+    decided_at: datetime
+    last_feedback_at: datetime
+    model_version: str | None
+    shadow_mode: str | None
+    shadow_category: str | None
+    shadow_model_version: str | None
+
+
+_SELECT_JUDGED_TICKETS = """
+SELECT o.decision_event_id, o.category, o.mode, o.judged_correct, o.overridden,
+       o.ever_resolved, o.decided_at, o.last_feedback_at, o.model_version,
+       d.payload #>> '{ticket,subject}' AS subject,
+       d.payload #>> '{ticket,body}' AS body,
+       d.payload #>> '{shadow,mode}' AS shadow_mode,
+       d.payload #>> '{shadow,category}' AS shadow_category,
+       d.payload #>> '{shadow,model,version}' AS shadow_model_version,
+       (SELECT f.correct_category FROM audit.feedback AS f
+         WHERE f.decision_event_id = o.decision_event_id AND f.correct_category IS NOT NULL
+         ORDER BY f.given_at DESC, f.seq DESC LIMIT 1) AS correct_category
+FROM audit.decision_outcomes AS o
+JOIN audit.trail_events AS d ON d.event_id = o.decision_event_id
+WHERE o.judged AND NOT o.degraded AND o.category IS NOT NULL
+  AND o.decided_at >= $1 AND o.decided_at < $2
+ORDER BY o.decided_at, o.decision_event_id
+"""
+
+
+async def judged_tickets(pool: Pool, since: datetime, until: datetime) -> list[JudgedTicket]:
+    """Return the judged, non-degraded decisions made in [since, until), with their text."""
+    records = await pool.fetch(_SELECT_JUDGED_TICKETS, since, until)
+    return [
+        JudgedTicket(
+            decision_event_id=str(r["decision_event_id"]),
+            subject=r["subject"] or "",
+            body=r["body"] or "",
+            category=str(r["category"]),
+            mode=str(r["mode"]),
+            judged_correct=bool(r["judged_correct"]),
+            overridden=bool(r["overridden"]),
+            ever_resolved=bool(r["ever_resolved"]),
+            correct_category=r["correct_category"],
+            decided_at=r["decided_at"],
+            last_feedback_at=r["last_feedback_at"],
+            model_version=r["model_version"],
+            shadow_mode=r["shadow_mode"],
+            shadow_category=r["shadow_category"],
+            shadow_model_version=r["shadow_model_version"],
+        )
+        for r in records
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowDecisionRow:
+    """One decision made while a candidate model ran in shadow, with its judgement if any."""
+
+    mode: str
+    category: str
+    shadow_mode: str
+    shadow_category: str
+    shadow_model_version: str
+    model_version: str | None
+    judged_correct: bool | None
+    correct_category: str | None
+
+
+_SELECT_SHADOW_DECISIONS = """
+SELECT o.mode, o.category, o.model_version, o.judged_correct,
+       e.payload #>> '{shadow,mode}' AS shadow_mode,
+       e.payload #>> '{shadow,category}' AS shadow_category,
+       e.payload #>> '{shadow,model,version}' AS shadow_model_version,
+       (SELECT f.correct_category FROM audit.feedback AS f
+         WHERE f.decision_event_id = o.decision_event_id AND f.correct_category IS NOT NULL
+         ORDER BY f.given_at DESC, f.seq DESC LIMIT 1) AS correct_category
+FROM audit.decision_outcomes AS o
+JOIN audit.trail_events AS e ON e.event_id = o.decision_event_id
+WHERE o.decided_at >= $1 AND o.decided_at < $2 AND NOT o.degraded
+  AND e.payload #>> '{shadow,model,version}' IS NOT NULL
+  AND ($3::text IS NULL OR e.payload #>> '{shadow,model,version}' = $3)
+ORDER BY o.decided_at, o.decision_event_id
+"""
+
+
+async def shadow_decisions(
+    pool: Pool, since: datetime, until: datetime, *, candidate_version: str | None = None
+) -> list[ShadowDecisionRow]:
+    """Return decisions made in [since, until) with a candidate model's shadow decision."""
+    records = await pool.fetch(_SELECT_SHADOW_DECISIONS, since, until, candidate_version)
+    return [
+        ShadowDecisionRow(
+            mode=str(r["mode"]),
+            category=str(r["category"]),
+            shadow_mode=str(r["shadow_mode"]),
+            shadow_category=str(r["shadow_category"]),
+            shadow_model_version=str(r["shadow_model_version"]),
+            model_version=r["model_version"],
+            judged_correct=r["judged_correct"],
+            correct_category=r["correct_category"],
+        )
+        for r in records
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInForce:
+    """A model version set by a control event: the live one or the one in shadow."""
+
+    # None: the classifiers' configured model (after a rollback to it).
+    version: str | None
+    event_type: str
+    since: datetime
+    actor: str
+    reason: str
+    forced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveCap:
+    """A category the drift guard holds at `cap` until a human re-enables it."""
+
+    category: str
+    cap: str
+    since: datetime
+    actor: str
+    target: float
+    autonomous_judged: int
+    autonomous_correct: int
+    precision_upper: float | None
+    override_rate: float | None
+    baseline_override_rate: float | None
+    triggers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSnapshot:
+    """The control state the audit trail shows in force at `as_of`."""
+
+    as_of: datetime
+    # None: no promotion or rollback recorded; classifiers use their configured model.
+    live_model: ModelInForce | None
+    # None: no candidate in shadow.
+    candidate: ModelInForce | None
+    caps: tuple[ActiveCap, ...]
+
+
+_SELECT_LATEST_CONTROL = """
+SELECT DISTINCT ON (ticket_id) payload
+FROM audit.trail_events
+WHERE event_type = ANY($1::text[]) AND occurred_at < $2
+ORDER BY ticket_id, occurred_at DESC, seq DESC
+"""
+
+
+async def control_snapshot(pool: Pool, as_of: datetime) -> ControlSnapshot:
+    """Return the live model, the shadow candidate and the active caps at `as_of`."""
+    records = await pool.fetch(_SELECT_LATEST_CONTROL, list(CONTROL_EVENT_TYPES), as_of)
+    latest = [dict(r["payload"]) for r in records]
+    live = candidate = None
+    caps: list[ActiveCap] = []
+    for event in latest:
+        kind = str(event["event_type"])
+        if kind in ("model.promoted", "model.rolled_back"):
+            live = _model_in_force(event)
+        elif kind == "model.candidate_set" and event.get("version") is not None:
+            candidate = _model_in_force(event)
+        elif kind == "category.capped":
+            evidence = event.get("evidence") or {}
+            caps.append(
+                ActiveCap(
+                    category=str(event["category"]),
+                    cap=str(event.get("cap", "assist")),
+                    since=_aware_datetime(event.get("occurred_at")),
+                    actor=str(event.get("actor", "")),
+                    target=float(evidence.get("target", 0.0)),
+                    autonomous_judged=int(evidence.get("autonomous_judged", 0)),
+                    autonomous_correct=int(evidence.get("autonomous_correct", 0)),
+                    precision_upper=evidence.get("precision_upper"),
+                    override_rate=evidence.get("override_rate"),
+                    baseline_override_rate=evidence.get("baseline_override_rate"),
+                    triggers=tuple(evidence.get("triggers", ())),
+                )
+            )
+    return ControlSnapshot(
+        as_of=as_of,
+        live_model=live,
+        candidate=candidate,
+        caps=tuple(sorted(caps, key=lambda c: c.category)),
+    )
+
+
+def _model_in_force(event: Mapping[str, Any]) -> ModelInForce:
+    version = event.get("version")
+    return ModelInForce(
+        version=None if version is None else str(version),
+        event_type=str(event["event_type"]),
+        since=_aware_datetime(event.get("occurred_at")),
+        actor=str(event.get("actor", "")),
+        reason=str(event.get("reason") or ""),
+        forced=bool(event.get("forced", False)),
+    )

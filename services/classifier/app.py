@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
@@ -13,11 +14,15 @@ from services.classifier.backends.breaker import CircuitBreaker, export_state
 from services.classifier.backends.cascade import CascadeBackend
 from services.classifier.backends.llm import FallbackBackend, LlmBackend, LlmOptions, llm_client
 from services.classifier.backends.local import LocalModel, default_model, train_local_cached
+from services.classifier.control import ModelControl
+from services.classifier.data import EXAMPLES, shipped
 from services.classifier.handlers import ClassifierHandler
 from services.classifier.metrics import ClassifierMetrics
 from services.classifier.settings import ClassifierSettings
 from services.classifier.taxonomy import default_taxonomy, load_taxonomy
+from services.learning.registry import ModelRegistry
 from shared.contracts import utc_now
+from shared.control import ControlReader
 from shared.metrics import StageMetrics
 from shared.service import producer_info, stage_app
 from shared.topics import Topics
@@ -28,7 +33,14 @@ SERVICE = "classifier"
 def load_backend(
     settings: ClassifierSettings, *, registry: CollectorRegistry | None = None
 ) -> Backend | AsyncBackend:
-    """Return the configured backend: local, llm (local fallback) or cascade."""
+    """Return the configured backend: local, hybrid, llm (local fallback) or cascade."""
+    if settings.backend == "hybrid":
+        # Imported here: onnxruntime and the MiniLM weights load only when chosen.
+        from services.classifier.backends.hybrid import train_hybrid_cached
+
+        return train_hybrid_cached(
+            settings.examples_csv or shipped(EXAMPLES), settings.model_cache_dir
+        )
     local = _local_model(settings)
     if settings.backend == "local":
         return local
@@ -93,13 +105,14 @@ def build_app(
     """Wire the classifier: backend, handler, subscriber, ops endpoints."""
     registry = registry or CollectorRegistry()
     topics = Topics(settings.kafka.topic_prefix)
+    configured = backend or load_backend(settings, registry=registry)
     handler = ClassifierHandler(
-        backend or load_backend(settings, registry=registry),
+        configured,
         topics=topics,
         producer=producer_info(SERVICE, settings),
         clock=clock,
     )
-    return stage_app(
+    app = stage_app(
         settings,
         service=SERVICE,
         topics=[topics.inbound],
@@ -108,3 +121,32 @@ def build_app(
         metrics=StageMetrics.create(registry),
         observe=ClassifierMetrics(registry).observe,
     )
+    if settings.model_registry_dir is not None:
+        _follow_control_topic(app, settings, handler, configured, settings.model_registry_dir)
+    return app
+
+
+def _follow_control_topic(
+    app: AsgiFastStream,
+    settings: ClassifierSettings,
+    handler: ClassifierHandler,
+    configured: Backend | AsyncBackend,
+    registry_dir: Path,
+) -> None:
+    """Apply promotions and shadow candidates from the control topic, from before the first
+    batch (start-up waits until the topic is read to its end) until shutdown."""
+    control = ModelControl(
+        handler,
+        ModelRegistry(registry_dir),
+        configured=configured,
+        hot_swap=settings.backend == "local",
+    )
+    reader = ControlReader(settings.kafka, on_change=control.on_change)
+
+    @app.on_startup
+    async def read_control_topic() -> None:
+        await reader.start()
+
+    @app.after_shutdown
+    async def stop_reading_control_topic() -> None:
+        await reader.stop()

@@ -5,12 +5,14 @@ The Kafka handler validates `TicketReceived`, calls `classify` (or `classify_asy
 backend that waits on the network) and publishes the result; when the backend fails it
 publishes `unclassified` instead, so no ticket is dropped. A prediction a fallback produced
 carries its reason and its real model, and the event says so (`degraded`, `model`).
+Unusual input (see signals.py) is gathered from the text, the ticket's other fields and,
+passed in by the handler, what the inbound contract ignores (key, headers, unknown fields).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from services.classifier.backends.base import (
@@ -20,7 +22,13 @@ from services.classifier.backends.base import (
     predict_any,
     ticket_text,
 )
-from services.classifier.signals import UNKNOWN_LANGUAGE, TextSignals, analyse
+from services.classifier.signals import (
+    UNKNOWN_LANGUAGE,
+    TextSignals,
+    analyse,
+    merge_unusual,
+    unusual_ticket,
+)
 from shared.contracts import (
     ModelInfo,
     ProducerInfo,
@@ -46,14 +54,26 @@ def classify(
     producer: ProducerInfo,
     now: datetime,
     clock: Callable[[], float] = time.perf_counter,
+    envelopes: Sequence[Sequence[str]] | None = None,
 ) -> list[TicketClassified]:
-    """Classify a batch of tickets with one backend call; one event per ticket, in order."""
+    """Classify a batch of tickets with one backend call; one event per ticket, in order.
+
+    `envelopes` holds, per ticket, the unusual-input codes of its record (key, headers,
+    fields the contract ignores), which only the handler can see.
+    """
     if not tickets:
         return []
     started = clock()
     predictions = backend.predict([ticket_text(t.subject, t.body) for t in tickets])
     return _events(
-        tickets, predictions, backend, started=started, clock=clock, producer=producer, now=now
+        tickets,
+        predictions,
+        backend,
+        started=started,
+        clock=clock,
+        producer=producer,
+        now=now,
+        envelopes=envelopes,
     )
 
 
@@ -64,6 +84,7 @@ async def classify_async(
     producer: ProducerInfo,
     now: datetime,
     clock: Callable[[], float] = time.perf_counter,
+    envelopes: Sequence[Sequence[str]] | None = None,
 ) -> list[TicketClassified]:
     """Classify a batch like `classify`, awaiting a backend that waits on the network."""
     if not tickets:
@@ -71,7 +92,14 @@ async def classify_async(
     started = clock()
     predictions = await predict_any(backend, [ticket_text(t.subject, t.body) for t in tickets])
     return _events(
-        tickets, predictions, backend, started=started, clock=clock, producer=producer, now=now
+        tickets,
+        predictions,
+        backend,
+        started=started,
+        clock=clock,
+        producer=producer,
+        now=now,
+        envelopes=envelopes,
     )
 
 
@@ -84,6 +112,7 @@ def _events(
     clock: Callable[[], float],
     producer: ProducerInfo,
     now: datetime,
+    envelopes: Sequence[Sequence[str]] | None,
 ) -> list[TicketClassified]:
     if len(predictions) != len(tickets):
         raise ValueError(
@@ -91,6 +120,7 @@ def _events(
             f"for {len(tickets)} tickets"
         )
     found = [analyse(t.subject, t.body) for t in tickets]
+    outside = envelopes if envelopes is not None else [()] * len(tickets)
     # One backend call serves the whole batch, so each ticket is charged an equal share of
     # the batch's wall time (prediction + signals); per-ticket timing would cost batching.
     latency_ms = max(0.0, (clock() - started) * 1000.0 / len(tickets))
@@ -104,13 +134,21 @@ def _events(
             now=now,
             latency_ms=latency_ms,
             degraded_reason=_reason(prediction.degraded_reason),
+            envelope=envelope,
         )
-        for ticket, prediction, signals in zip(tickets, predictions, found, strict=True)
+        for ticket, prediction, signals, envelope in zip(
+            tickets, predictions, found, outside, strict=True
+        )
     ]
 
 
 def unclassified(
-    ticket: TicketReceived, *, reason: str, producer: ProducerInfo, now: datetime
+    ticket: TicketReceived,
+    *,
+    reason: str,
+    producer: ProducerInfo,
+    now: datetime,
+    envelope: Sequence[str] = (),
 ) -> TicketClassified:
     """Return the degraded classification of a ticket no backend could classify."""
     try:
@@ -126,6 +164,7 @@ def unclassified(
         now=now,
         latency_ms=0.0,
         degraded_reason=_reason(reason),
+        envelope=envelope,
     )
 
 
@@ -145,6 +184,7 @@ def _event(
     now: datetime,
     latency_ms: float,
     degraded_reason: str | None = None,
+    envelope: Sequence[str] = (),
 ) -> TicketClassified:
     return TicketClassified(
         # Derived from the inbound event: a replay after a crash yields the same id.
@@ -169,6 +209,7 @@ def _event(
             injection_reasons=signals.injection_reasons,
             out_of_scope=prediction.out_of_scope,
             out_of_scope_score=prediction.out_of_scope_score,
+            unusual_input=merge_unusual(signals.unusual, unusual_ticket(ticket), envelope),
         ),
         model=model,
         degraded=degraded_reason is not None,

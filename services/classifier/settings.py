@@ -20,10 +20,12 @@ class ClassifierSettings(StageSettings):
 
     group_id: str = Field(default="triageflow-classifier", description="Consumer group.")
     http_port: int = Field(default=8001, ge=0, le=65535)
-    backend: Literal["local", "llm", "cascade"] = Field(
+    backend: Literal["local", "hybrid", "llm", "cascade"] = Field(
         default="local",
-        description="local: offline model; llm: an OpenAI-compatible endpoint, falling back to "
-        "local (degraded) on failure; cascade: local first, the LLM for the uncertain band.",
+        description="local: offline TF-IDF model; hybrid: offline TF-IDF + MiniLM (onnxruntime) "
+        "with a learnt confidence, more accurate but ~10x the CPU per ticket; llm: an "
+        "OpenAI-compatible endpoint, falling back to local (degraded) on failure; cascade: "
+        "local first, the LLM for the uncertain band.",
     )
     examples_csv: Path | None = Field(
         default=None, description="Labelled examples (text,label) to learn from; default: shipped."
@@ -31,6 +33,11 @@ class ClassifierSettings(StageSettings):
     model_cache_dir: Path = Field(
         default=Path.home() / ".cache" / "triageflow" / "models",
         description="Where trained model artefacts are cached between restarts.",
+    )
+    model_registry_dir: Path | None = Field(
+        default=None,
+        description="Model registry (a directory shared with `triageflow learn`): when set, "
+        "the classifier follows the control topic and hot-swaps promoted and shadow models.",
     )
     taxonomy_yaml: Path | None = Field(
         default=None,

@@ -11,7 +11,10 @@ and an operator must be able to see why one fired:
 * PII: e-mail, phone, card number (Luhn + issuer prefix), IBAN (mod-97); `redact_pii`
   replaces exactly what is detected, before text leaves for an LLM;
 * injection: phrases that address the model instead of the support desk, role markers,
-  hidden text and encoded blobs; the subject line is checked on its own too.
+  hidden text and encoded blobs; the subject line is checked on its own too;
+* unusual input: reason codes for what the model was not validated on or only a broken
+  upstream or an attacker sends (controls, invisible characters, mixed scripts or
+  languages, code, blobs, oversize text, smuggled decision fields, odd ids, times, keys).
 
 All patterns use bounded repetition, so a hostile 20,000-character body costs linear time.
 """
@@ -20,15 +23,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from datetime import UTC, datetime, timedelta
+from functools import cache, lru_cache
 from typing import Final, Literal
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+from shared.contracts import MAX_TICKET_ID_CHARS, SCHEMA_VERSION, Customer, TicketReceived
 
 Sentiment = Literal["negative", "neutral", "positive"]
 Urgency = Literal["low", "normal", "high", "critical"]
@@ -48,6 +56,7 @@ class TextSignals:
     urgency: Urgency
     pii_kinds: tuple[PiiKind, ...]
     injection_reasons: tuple[str, ...]
+    unusual: tuple[str, ...] = ()
 
     @property
     def pii_detected(self) -> bool:
@@ -64,13 +73,15 @@ def analyse(subject: str, body: str) -> TextSignals:
     """Return every signal for a ticket; the subject is also checked for injection alone."""
     text = f"{subject}\n{body}" if subject else body
     label, score = score_sentiment(text)
+    reading = _default_detector().read(text)
     return TextSignals(
-        language=detect_language(text),
+        language=reading.language,
         sentiment=label,
         sentiment_score=score,
         urgency=assess_urgency(text),
         pii_kinds=pii_kinds(text),
         injection_reasons=injection_reasons(body, subject=subject),
+        unusual=_unusual_text(subject, body, mixed_languages=reading.mixed),
     )
 
 
@@ -99,24 +110,70 @@ class LanguageDetector:
         min_confidence: float = 0.5,
         min_letters: int = 8,
         max_chars: int = 600,
+        window_chars: int = 150,
+        max_windows: int = 8,
+        window_letters: int = 80,
+        window_confidence: float = 0.9,
     ) -> None:
         self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
         self._identifier.set_languages(list(languages))
         self.min_confidence = min_confidence
         self.min_letters = min_letters
         self.max_chars = max_chars
+        self.window_chars = window_chars
+        self.max_windows = max_windows
+        self.window_letters = window_letters
+        self.window_confidence = window_confidence
 
     def detect(self, text: str) -> str:
-        """Return the ISO 639-1 code of `text`, or `unknown`."""
-        # The opening of a ticket decides its language; the rest would only cost time
-        # (py3langid walks its automaton byte by byte in Python).
-        sample = text[: self.max_chars]
-        if sum(map(str.isalpha, sample)) < self.min_letters:
-            return UNKNOWN_LANGUAGE
-        language, confidence = self._identifier.classify(sample)
+        """Return the ISO 639-1 code of `text` (its opening), or `unknown`."""
+        language, confidence = self._classify(text[: self.max_chars], self.min_letters)
+        return language if confidence >= self.min_confidence else UNKNOWN_LANGUAGE
+
+    def read(self, text: str) -> LanguageReading:
+        """Return the language of the opening of `text` and whether another one follows."""
+        # The opening of a ticket decides its language (py3langid walks its automaton byte
+        # by byte in Python, so reading everything costs); windows spread over the rest, at
+        # most `max_windows` of them, tell whether a second language hides further on.
+        opening = text[: self.max_chars]
+        language, confidence = self._classify(opening, self.min_letters)
+        found = {language} if confidence >= self.window_confidence else set()
+        for window in self._windows(text):
+            other, sure = self._classify(window, self.window_letters)
+            if sure >= self.window_confidence:
+                found.add(other)
         if confidence < self.min_confidence:
-            return UNKNOWN_LANGUAGE
-        return str(language)
+            language = UNKNOWN_LANGUAGE
+        return LanguageReading(language, mixed=len(found) > 1)
+
+    def _classify(self, text: str, min_letters: int) -> tuple[str, float]:
+        if sum(map(str.isalpha, text)) < min_letters:
+            return UNKNOWN_LANGUAGE, 0.0
+        language, confidence = self._identifier.classify(text)
+        return str(language), float(confidence)
+
+    def _windows(self, text: str) -> list[str]:
+        size = self.window_chars
+        if len(text) <= self.max_chars:
+            # The opening is all of it: its two halves, if each is long enough to tell.
+            half = len(text) // 2
+            return [text[:half], text[half:]] if half >= size else []
+        # Windows of `size` spread from the end of the opening to the end of the text.
+        start, end = self.max_chars, len(text)
+        count = max(1, min(self.max_windows, -(-(end - start) // size)))
+        step = (end - start - size) / (count - 1) if count > 1 else 0.0
+        first = max(0, start if count > 1 else end - size)
+        return [
+            text[first + round(i * step) : first + round(i * step) + size] for i in range(count)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageReading:
+    """The language of a text's opening and whether a second language follows."""
+
+    language: str
+    mixed: bool
 
 
 @cache
@@ -650,6 +707,9 @@ def injection_reasons(body: str, *, subject: str = "") -> tuple[str, ...]:
 def _reasons(text: str) -> Iterator[str]:
     if not text:
         return
+    if not text.isascii():
+        # A ZWJ inside an emoji sequence (a family, a rainbow flag) hides nothing.
+        text = _EMOJI_SEQUENCES.sub("", text)
     found = list(_pattern_reasons(text))
     yield from found
     if any(_looks_encoded(m.group()) for m in _BLOB.finditer(text)):
@@ -699,3 +759,395 @@ def _looks_encoded(blob: str) -> bool:
     printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in decoded)
     # Hidden instructions decode to text; random keys and hashes decode to noise.
     return printable >= 0.9 * len(decoded)
+
+
+# ----------------------------------------------------------------------- unusual input
+#
+# Input the model was not validated on, or that only a broken upstream or an attacker
+# sends. Each finding is a reason code; the policy's `unusual-input` rule sends a ticket
+# with any of them to a human, and the decision names the codes. Every check is one
+# linear pass (a regex without nested repetition, a split, a Counter), and the costly ones
+# run only when a cheap test says they can matter (non-ASCII text, several scripts, long
+# text).
+
+# In the order they are reported.
+UNUSUAL_CODES: Final = _words(
+    "control_characters invisible_characters unpaired_surrogates combining_marks "
+    "mixed_scripts mixed_script_words mixed_languages code_like long_token repetitive_text "
+    "too_long odd_identifier odd_metadata decision_fields many_metadata_keys extreme_numbers "
+    "implausible_time unknown_schema_version causation_from_upstream invalid_trace_id "
+    "nested_unknown_fields many_unknown_fields duplicate_keys odd_key odd_headers"
+)
+# The shipped examples and samples are at most ~200 characters long; real tickets run
+# longer, so only text twenty times beyond that is out of what the model has seen.
+VALIDATED_MAX_CHARS: Final = 4_000
+USUAL_SUBJECT_CHARS: Final = 250
+LONG_TOKEN_CHARS: Final = 300
+LONG_URL_CHARS: Final = 2_000
+
+# C0 and C1 controls except tab and line breaks; a CR not followed by LF rewrites the line
+# a person sees in a terminal or log viewer, so it hides text too.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_LONE_CR: Final = re.compile(r"\r(?!\n)")
+# Characters that change what a person sees without being seen: soft hyphen, bidi marks,
+# overrides and isolates, zero-width characters, fillers, tags ("ASCII smuggling").
+_INVISIBLE: Final = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\u3164\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
+)
+# ...except where emoji need them: a ZWJ between two non-letters (family, rainbow flag)
+# and a subdivision flag spelled in tag characters.
+_EMOJI_SEQUENCES: Final = re.compile(
+    "(?<=[^\\w\\s])\u200d(?=[^\\w\\s])|\U0001f3f4[\U000e0020-\U000e007e]{1,8}\U000e007f"
+)
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# Combining marks of the Latin, Greek and Cyrillic blocks left after NFC: real text of
+# those alphabets composes them away; stacked "zalgo" marks and overlays do not compose.
+_COMBINING: Final = re.compile(
+    "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+)
+_MAX_COMBINING: Final = 2
+
+_SCRIPT_ALIASES: Final = dict.fromkeys(
+    ("HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO", "CJK", "IDEOGRAPHIC"), "CJK"
+)
+_SCRIPTS: Final = frozenset(
+    _words(
+        "LATIN CYRILLIC GREEK ARMENIAN GEORGIAN HEBREW ARABIC SYRIAC THAANA DEVANAGARI BENGALI "
+        "GURMUKHI GUJARATI ORIYA TAMIL TELUGU KANNADA MALAYALAM SINHALA THAI LAO TIBETAN "
+        "MYANMAR KHMER MONGOLIAN ETHIOPIC CHEROKEE CJK MATHEMATICAL"
+    )
+)
+# One ideograph or syllable block carries about what three Latin letters do.
+_SCRIPT_WEIGHTS: Final = {"CJK": 3}
+# Alphabets with look-alike letters: one word mixing them is a disguise, not a language.
+_CONFUSABLE_SCRIPTS: Final = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARMENIAN"})
+_MIN_MIXED_SHARE: Final = 0.05
+_MIN_MIXED_LETTERS: Final = 3
+_LETTER_WORD: Final = re.compile(r"[^\W\d_]{2,}")
+_ASCII_LETTERS: Final = bytes(range(65, 91)) + bytes(range(97, 123))
+
+# (triggers, pattern) like the injection patterns: a pattern runs only if the lower-cased
+# text contains one of its triggers, and each starts with a literal where it can, which
+# the regex engine finds fast; one alternation of all of them cost ~1 µs per character.
+_CODE_PATTERNS: Final[tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]] = tuple(
+    (triggers, re.compile(pattern, _I))
+    for triggers, pattern in (
+        # SQL: statements after a closed quote, tautologies, DDL, UNION, SELECT lists.
+        (
+            ("'",),
+            r"'(?:\s*;\s*(?:drop|delete|insert|update|select|copy|truncate|alter|create|grant"
+            r"|exec)\b|\s*--(?:\s|$)|\s*(?:or|and)\s*'[^'\n]{0,20}'\s*=\s*')",
+        ),
+        (("--",), r";\s*--"),
+        (("=",), r"\b(?:or|and|where)\s+1\s*=\s*1\b"),
+        (
+            ("drop", "truncate", "alter"),
+            r"\b(?:drop|truncate|alter)\s+(?:table|database|schema|index|view|user|role)\b",
+        ),
+        (("union",), r"\bunion\s+(?:all\s+)?select\b"),
+        (("select",), r"\bselect\s+(?:\*|count\s*\(|[\w.]+\s*,\s*[\w.]+)[^;\n]{0,200}?\bfrom\b"),
+        (("insert",), r"\binsert\s+into\s+[\w.]+\s*(?:\(|values\b)"),
+        (("delete",), r"\bdelete\s+from\s+[\w.]+\s+where\b"),
+        (("update",), r"\bupdate\s+[\w.]+\s+set\s+[\w.]+\s*="),
+        (("copy",), r"\bcopy\s+[\w.]+\s+(?:to|from)\s+(?:program|stdin)\b"),
+        (
+            ("pg_sleep", "xp_cmdshell", "information_schema", "waitfor", "->>"),
+            r"pg_sleep|xp_cmdshell|information_schema|\bwaitfor\s+delay\b|->>",
+        ),
+        # Markup that runs code.
+        (("<",), r"<\s*/?\s*(?:script|iframe|object|embed|applet|svg|base|meta)\b"),
+        (("javascript:",), r"\bjavascript:(?=\S)"),
+        (
+            ("onerror", "onload", "onclick", "onmouseover", "onfocus"),
+            r"\bon(?:error|load|click|mouseover|focus)\s*=",
+        ),
+        # Template expressions and lookups (Jinja, ERB, JNDI/EL).
+        (("{{",), r"\{\{[^{}\n]{0,200}\}\}"),
+        (("{%",), r"\{%[^%\n]{0,200}%\}"),
+        (("<%",), r"<%[^%]{0,200}%>"),
+        (("${",), r"\$\{[^{}\n]{0,200}\}"),
+        # Shell.
+        (("-r", "-f"), r"\brm\s+-[rf]{1,2}\b"),
+        (("$(",), r"\$\([a-z][^()\n]{0,200}\)"),
+        (("|",), r"\|\s*(?:sh|bash)\b"),
+        # Format placeholders, escape sequences written out, path traversal.
+        (("%",), r"%[sdx]\b"),
+        (("{",), r"\{\d\}"),
+        (("\\",), r"\\(?:u[0-9a-f]{4}|x[0-9a-f]{2})|(?:\.\.\\){2,}"),
+        (("../", "/etc/passwd"), r"(?:\.\./){2,}|/etc/passwd"),
+    )
+)
+_REPETITIVE_MIN_WORDS: Final = 40
+_REPETITIVE_MAX_DISTINCT: Final = 0.2
+
+# Identifiers are opaque, but never contain quotes, spaces, wildcards or controls.
+_IDENTIFIER: Final = re.compile(r"[\w.:#/@+=-]+")
+_PATH_UP: Final = re.compile(r"(?:^|[/\\])\.\.(?:[/\\]|$)")
+# Keys that name what the classifier, the policy or the router decide; upstream has no
+# business sending them, in metadata or anywhere else. Compared with case and
+# punctuation removed ("Rules-Fired" is "rulesfired").
+_DECISION_KEYS: Final = frozenset(
+    _words(
+        "mode confidence category classification classifiedas label policy policyversion "
+        "rulesfired rules rule decision decided autonomous automode autoapprove approved "
+        "approval killswitch threshold thresholds override humanreview skipreview "
+        "injectionsuspected outofscope"
+    )
+)
+# Fields the inbound contract does not have but a ticket could be steered with; in
+# metadata some are ordinary CRM data (a priority, a tier), so only here.
+_STEERING_FIELDS: Final = _DECISION_KEYS | frozenset(
+    _words("priority queue routing route sla tier vip admin role verified trusted")
+)
+_MANY_METADATA_KEYS: Final = 40
+_MANY_UNKNOWN_FIELDS: Final = 10
+# Beyond 2**53 a JSON number is not even exact in JavaScript; no upstream means such a value.
+_MAX_PLAUSIBLE_INT: Final = 2**53
+_MAX_PLAUSIBLE_FLOAT: Final = 1e15
+_MIN_PLAUSIBLE_FLOAT: Final = 1e-12
+# No clock is read: a bound relative to "now" would make a ticket's verdict depend on when
+# it is replayed. Only times outside any ticket's life, or a ticket created well after it
+# was published, are implausible.
+_EARLIEST_PLAUSIBLE: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST_PLAUSIBLE: Final = datetime(2100, 1, 1, tzinfo=UTC)
+_CLOCK_SKEW: Final = timedelta(days=1)
+
+
+def unusual_text(subject: str, body: str) -> tuple[str, ...]:
+    """Return the reason codes for unusual subject and body text (empty if ordinary)."""
+    text = f"{subject}\n{body}" if subject else body
+    return _unusual_text(subject, body, mixed_languages=_default_detector().read(text).mixed)
+
+
+def _unusual_text(subject: str, body: str, *, mixed_languages: bool) -> tuple[str, ...]:
+    text = f"{subject}\n{body}" if subject else body
+    found = set(_unusual_characters(text))
+    if _code_like(text):
+        found.add("code_like")
+    if _long_token(text):
+        found.add("long_token")
+    if _repetitive(subject) or _repetitive(body):
+        found.add("repetitive_text")
+    if len(text) > VALIDATED_MAX_CHARS or len(subject) > USUAL_SUBJECT_CHARS:
+        found.add("too_long")
+    if mixed_languages:
+        found.add("mixed_languages")
+    return _ordered(found)
+
+
+def unusual_ticket(ticket: TicketReceived) -> tuple[str, ...]:
+    """Return the reason codes for unusual fields of a valid ticket besides its text."""
+    found: set[str] = set()
+    if any(_odd_identifier(i) for i in (ticket.ticket_id, ticket.customer.id) if i is not None):
+        found.add("odd_identifier")
+    customer = ticket.customer
+    # One pass over every short field at once: these checks cost per call, not per character.
+    short = (ticket.source, ticket.channel, customer.tier, customer.language or "")
+    found.update(_unusual_metadata(ticket.metadata, also="\n".join(short)))
+    if _implausible_times(ticket.occurred_at, ticket.created_at):
+        found.add("implausible_time")
+    if ticket.schema_version > SCHEMA_VERSION:
+        found.add("unknown_schema_version")
+    if ticket.causation_id is not None:  # an upstream event has no cause in triageflow
+        found.add("causation_from_upstream")
+    if ticket.trace_id.strip("0-") == "":  # W3C: an all-zero trace id is invalid
+        found.add("invalid_trace_id")
+    return _ordered(found)
+
+
+def unusual_envelope(
+    key: bytes | None, headers: Mapping[str, str], value: bytes | None
+) -> tuple[str, ...]:
+    """Return the reason codes for what the inbound contract ignores: key, headers, fields."""
+    found: set[str] = set()
+    if key is not None and not _usual_key(key):
+        found.add("odd_key")
+    # Header values arrive decoded with U+FFFD for bytes that are not UTF-8.
+    if any("\ufffd" in v or _CONTROL.search(v) for v in headers.values()):
+        found.add("odd_headers")
+    if value:
+        found.update(_unusual_fields(value))
+    return _ordered(found)
+
+
+def merge_unusual(*groups: Sequence[str]) -> tuple[str, ...]:
+    """Return the reason codes of every group, once each, in the order of UNUSUAL_CODES."""
+    return _ordered({code for group in groups for code in group})
+
+
+def _ordered(found: set[str]) -> tuple[str, ...]:
+    return tuple(code for code in UNUSUAL_CODES if code in found)
+
+
+def _unusual_characters(text: str) -> Iterator[str]:
+    if _CONTROL.search(text) or ("\r" in text and _LONE_CR.search(text)):
+        yield "control_characters"
+    if text.isascii():
+        return  # no other check can fire on ASCII: it is one script without marks
+    if _INVISIBLE.search(_EMOJI_SEQUENCES.sub("", text)):
+        yield "invisible_characters"
+    if _SURROGATE.search(text):
+        yield "unpaired_surrogates"
+    if len(_COMBINING.findall(unicodedata.normalize("NFC", text))) > _MAX_COMBINING:
+        yield "combining_marks"
+    letters = _letters_by_script(text)
+    if _mixed(letters):
+        yield "mixed_scripts"
+    if len(letters.keys() & _CONFUSABLE_SCRIPTS) > 1 and _mixed_script_word(text):
+        yield "mixed_script_words"
+
+
+def _letters_by_script(text: str) -> Counter[str]:
+    """Return how many letters of each script `text` has (CJK weighted), emoji excluded."""
+    letters: Counter[str] = Counter()
+    for char, count in Counter(text).items():
+        if char.isalpha() and (script := _script(char)) is not None:
+            letters[script] += count * _SCRIPT_WEIGHTS.get(script, 1)
+    return letters
+
+
+def _mixed(letters: Counter[str]) -> bool:
+    if len(letters) < 2:
+        return False
+    second = letters.most_common(2)[1][1]
+    return second >= _MIN_MIXED_LETTERS and second >= _MIN_MIXED_SHARE * letters.total()
+
+
+def _mixed_script_word(text: str) -> bool:
+    for word in _LETTER_WORD.findall(text):
+        if not word.isascii():
+            scripts = {_script(char) for char in word}
+            if len(scripts & _CONFUSABLE_SCRIPTS) > 1:
+                return True
+    return False
+
+
+@lru_cache(maxsize=8192)
+def _script(char: str) -> str | None:
+    """Return the script of a letter by its Unicode name, or None if it names no script."""
+    words = unicodedata.name(char, "").split()
+    if words[:1] in (["FULLWIDTH"], ["HALFWIDTH"]):
+        words = words[1:]
+    if not words:
+        return None
+    script = _SCRIPT_ALIASES.get(words[0], words[0])
+    return script if script in _SCRIPTS else None
+
+
+def _code_like(text: str) -> bool:
+    lowered = text.lower()
+    return any(
+        any(t in lowered for t in triggers) and pattern.search(text)
+        for triggers, pattern in _CODE_PATTERNS
+    )
+
+
+def _long_token(text: str) -> bool:
+    for token in text.split():
+        if len(token) >= LONG_TOKEN_CHARS:
+            # Tracking links run long; a URL is unusual only far beyond that.
+            is_url = token.startswith(("http://", "https://"))
+            if not is_url or len(token) >= LONG_URL_CHARS:
+                return True
+    return False
+
+
+def _repetitive(text: str) -> bool:
+    words = text.lower().split()
+    return len(words) >= _REPETITIVE_MIN_WORDS and len(set(words)) < _REPETITIVE_MAX_DISTINCT * len(
+        words
+    )
+
+
+def _odd_identifier(value: str) -> bool:
+    return not _IDENTIFIER.fullmatch(value) or bool(_PATH_UP.search(value))
+
+
+def _usual_key(key: bytes) -> bool:
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return len(text) <= MAX_TICKET_ID_CHARS and not _CONTROL.search(text)
+
+
+def _folded_key(key: str) -> str:
+    return "".join(char for char in key.lower() if char.isalnum())
+
+
+def _unusual_metadata(metadata: Mapping[str, object], *, also: str = "") -> Iterator[str]:
+    """Yield the codes for metadata, and for the characters of `also` (other short fields)."""
+    if len(metadata) >= _MANY_METADATA_KEYS:
+        yield "many_metadata_keys"
+    texts = [*metadata, *(v for v in metadata.values() if isinstance(v, str))]
+    joined = "\n".join(texts)
+    yield from _unusual_characters(f"{joined}\n{also}")
+    if joined and _code_like(joined):
+        yield "code_like"
+    if any(not key.strip() for key in metadata):
+        yield "odd_metadata"
+    if any(_folded_key(key) in _DECISION_KEYS for key in metadata):
+        yield "decision_fields"
+    if any(_extreme(value) for value in metadata.values()):
+        yield "extreme_numbers"
+
+
+def _implausible_times(occurred_at: datetime, created_at: datetime | None) -> bool:
+    times = (occurred_at,) if created_at is None else (occurred_at, created_at)
+    if any(not _EARLIEST_PLAUSIBLE <= t < _LATEST_PLAUSIBLE for t in times):
+        return True
+    return created_at is not None and created_at > occurred_at + _CLOCK_SKEW
+
+
+def _extreme(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return abs(value) > _MAX_PLAUSIBLE_INT
+    size = abs(value)
+    return size > _MAX_PLAUSIBLE_FLOAT or 0.0 < size < _MIN_PLAUSIBLE_FLOAT
+
+
+class _DuplicateKeysError(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _DuplicateKeysError
+    return result
+
+
+def _unusual_fields(value: bytes) -> Iterator[str]:
+    """Yield what the forgiving inbound contract dropped: unknown, nested, duplicate fields."""
+    try:
+        data = json.loads(value, object_pairs_hook=_no_duplicates)
+    except _DuplicateKeysError:
+        # The contract read one of two values for a key; which one a reader sees differs.
+        yield "duplicate_keys"
+        return
+    except (ValueError, RecursionError):
+        return  # the contract accepted it, so this cannot happen; nothing to add
+    if not isinstance(data, dict):
+        return
+    customer = data.get("customer")
+    unknown = [
+        *((k, v) for k, v in data.items() if k not in _TICKET_FIELDS),
+        *(
+            (k, v)
+            for k, v in (customer.items() if isinstance(customer, dict) else ())
+            if k not in _CUSTOMER_FIELDS
+        ),
+    ]
+    if any(_folded_key(k) in _STEERING_FIELDS for k, _ in unknown):
+        yield "decision_fields"
+    if any(isinstance(v, dict | list) for _, v in unknown):
+        yield "nested_unknown_fields"
+    if len(unknown) > _MANY_UNKNOWN_FIELDS:
+        yield "many_unknown_fields"
+
+
+_TICKET_FIELDS: Final = frozenset(TicketReceived.model_fields)
+_CUSTOMER_FIELDS: Final = frozenset(Customer.model_fields)

@@ -16,10 +16,12 @@ from rich.console import Console
 from services.cli.audit_cmd import audit_app
 from services.cli.calibrate import calibrate_command
 from services.cli.dlq import dlq_app
+from services.cli.drift_cmd import drift_app
 from services.cli.evaluate import eval_command
+from services.cli.improve import compare_command, learn_command, promote_command, rollback_command
 from services.cli.report import report
 from services.cli.settings import CliSettings
-from shared.contracts import EVENT_TYPES, Escalation, WorkItem
+from shared.contracts import CONTROL_EVENT_TYPES, EVENT_TYPES, Escalation, WorkItem
 from shared.settings import DatabaseSettings, KafkaSettings
 from shared.topics import Topics, ensure_topics
 
@@ -38,6 +40,11 @@ app.add_typer(audit_app, name="audit")
 app.command()(report)
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
+app.command("learn")(learn_command)
+app.command("compare")(compare_command)
+app.command("promote")(promote_command)
+app.command("rollback")(rollback_command)
+app.add_typer(drift_app, name="drift")
 
 
 @asynccontextmanager
@@ -144,6 +151,7 @@ def schemas(
     out_dir.mkdir(parents=True, exist_ok=True)
     models: dict[str, type[BaseModel]] = {
         **EVENT_TYPES,
+        **CONTROL_EVENT_TYPES,
         "work_item": WorkItem,
         "escalation": Escalation,
     }

@@ -24,7 +24,10 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from services.audit.repository import (
+        ActiveCap,
+        ControlSnapshot,
         MinutesPerTicket,
+        ModelInForce,
         ModeOutcome,
         OutcomeGroup,
         OutcomeReport,
@@ -299,13 +302,67 @@ def versions_table(report: OutcomeReport) -> Table:
     return table
 
 
-def report_tables(report: OutcomeReport, by: str) -> list[Table]:
+def model_text(model: ModelInForce | None, *, configured: str) -> str:
+    """Return what a model control says: version, since when, by whom (and if forced)."""
+    if model is None:
+        return configured
+    version = model.version or "the configured model"
+    verb = {"model.rolled_back": "rolled back to"}.get(model.event_type, "")
+    forced = " (forced)" if model.forced else ""
+    return (
+        f"{verb + ' ' if verb else ''}{version}{forced} since "
+        f"{model.since.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} by {model.actor}"
+    )
+
+
+def cap_evidence_text(cap: ActiveCap) -> str:
+    """Return the figures that tripped the drift guard for one capped category."""
+    parts = [f"{cap.autonomous_correct}/{cap.autonomous_judged} autonomous correct"]
+    if cap.precision_upper is not None:
+        parts.append(f"precision ≤ {cap.precision_upper:.3f} < target {cap.target:.3f}")
+    if cap.override_rate is not None and cap.baseline_override_rate is not None:
+        parts.append(
+            f"override rate {percent(cap.override_rate)} vs {percent(cap.baseline_override_rate)}"
+        )
+    if cap.triggers:
+        parts.append("triggers: " + ", ".join(cap.triggers))
+    return "; ".join(parts)
+
+
+def controls_table(controls: ControlSnapshot) -> Table:
+    """Return the models in force and the categories the drift guard holds back."""
+    when = controls.as_of.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    table = Table(
+        title=f"Continuous improvement (control state at {when} UTC)", title_justify="left"
+    )
+    table.add_column("what")
+    table.add_column("state")
+    table.add_row(
+        "live model",
+        model_text(controls.live_model, configured="configured model (no promotion recorded)"),
+    )
+    table.add_row("shadow candidate", model_text(controls.candidate, configured="none"))
+    if not controls.caps:
+        table.add_row("drift caps", "none active")
+    for cap in controls.caps:
+        since = cap.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(
+            f"capped: {cap.category}",
+            f"at most {cap.cap} since {since} by {cap.actor} — {cap_evidence_text(cap)}",
+        )
+    return table
+
+
+def report_tables(
+    report: OutcomeReport, by: str, controls: ControlSnapshot | None = None
+) -> list[Table]:
     """Return every table of the terminal report."""
     return [
         summary_table(report),
         modes_table(report.total),
         groups_table(list(report.groups.get(by, [])), by),
         versions_table(report),
+        *([controls_table(controls)] if controls is not None else []),
     ]
 
 
@@ -320,11 +377,13 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def report_json(report: OutcomeReport) -> str:
+def report_json(report: OutcomeReport, controls: ControlSnapshot | None = None) -> str:
     """Return the report as JSON: every figure, per mode, per group (and per bucket)."""
     data = dataclasses.asdict(report)
     data["bucket_seconds"] = data.pop("bucket")
     data["minutes_per_ticket"] = data.pop("minutes")
+    if controls is not None:
+        data["controls"] = dataclasses.asdict(controls)
     return json.dumps(data, default=_jsonable, indent=2)
 
 
@@ -363,6 +422,17 @@ async def fetch_report(
     try:
         store = PostgresOutcomeStore(pool)
         return await store.report(since, until, groupings=groupings, bucket=bucket, minutes=minutes)
+    finally:
+        await pool.close()
+
+
+async def fetch_controls(database_url: str, as_of: datetime) -> ControlSnapshot:
+    """Read the models in force and the active drift caps at `as_of` from the audit store."""
+    from services.audit.repository import connect_pool, control_snapshot
+
+    pool = await connect_pool(database_url, min_size=1, max_size=1)
+    try:
+        return await control_snapshot(pool, as_of)
     finally:
         await pool.close()
 
@@ -409,7 +479,8 @@ def report(
 ) -> None:
     """Outcome metrics of the decisions in a time window, by category, model or policy.
 
-    Mode mix, autonomous precision, overrides, resolutions, CSAT, time saved, dead letters.
+    Mode mix, autonomous precision, overrides, resolutions, CSAT, time saved, dead letters;
+    and the models and drift caps in force at the end of the window.
     """
     from shared.settings import DatabaseSettings
 
@@ -439,14 +510,15 @@ def report(
             minutes=minutes,
         )
     )
+    controls = asyncio.run(fetch_controls(DatabaseSettings().dsn(), min(end, now)))
     out = Console(soft_wrap=True)
     if html is not None:
         from services.cli.report_html import render_html
 
-        html.write_text(render_html(result, generated_at=now), encoding="utf-8")
+        html.write_text(render_html(result, generated_at=now, controls=controls), encoding="utf-8")
         Console(stderr=True).print(f"wrote {html} ({window_text(result)})")
     if as_json:
-        out.out(report_json(result), highlight=False)
+        out.out(report_json(result, controls), highlight=False)
     elif html is None:
-        for table in report_tables(result, by.value):
+        for table in report_tables(result, by.value, controls):
             out.print(table)

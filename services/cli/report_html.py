@@ -10,16 +10,18 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
 
-from services.audit.repository import ModeOutcome, OutcomeGroup, OutcomeReport
+from services.audit.repository import ControlSnapshot, ModeOutcome, OutcomeGroup, OutcomeReport
 from services.cli.charts import Series, line_chart, share_bar, stacked_bars
 from services.cli.report import (
     MODES,
     bucket_label,
     bucket_starts,
+    cap_evidence_text,
     csat_text,
     duration_text,
     fraction,
     minutes_text,
+    model_text,
     percent,
     window_text,
 )
@@ -59,6 +61,7 @@ th:first-child,td:first-child,th.l,td.l{text-align:left}
 th{font-size:11px;color:#6b7385;font-weight:600;text-transform:uppercase;letter-spacing:.04em;
   white-space:normal;vertical-align:bottom}
 tr.total td{font-weight:650;border-top:2px solid #dfe4ee}
+tr.capped td{color:#b23b3b;font-weight:600}
 td .n{color:#8a94a6;font-size:12px;margin-left:4px}
 td.mix{text-align:left}
 td.mix svg{vertical-align:middle;border-radius:3px}
@@ -344,6 +347,36 @@ def versions_table(report: OutcomeReport) -> str:
     return _table_card("Model and policy versions in this window", head + rows)
 
 
+def controls_card(controls: ControlSnapshot) -> str:
+    """Return the models in force and the categories the drift guard holds back."""
+    head = '<tr><th class="l">What</th><th class="l">State</th></tr>'
+    rows = [
+        (
+            "Live model",
+            model_text(controls.live_model, configured="configured model (no promotion recorded)"),
+        ),
+        ("Shadow candidate", model_text(controls.candidate, configured="none")),
+    ]
+    if not controls.caps:
+        rows.append(("Drift caps", "none active"))
+    rows += [
+        (
+            f"Capped: {cap.category}",
+            f"at most {cap.cap} since {_when(cap.since)} by {cap.actor} — "
+            + cap_evidence_text(cap),
+        )
+        for cap in controls.caps
+    ]
+    body = "".join(
+        f'<tr class="{"capped" if what.startswith("Capped") else ""}">'
+        f'<td class="l">{escape(what)}</td><td class="l">{escape(state)}</td></tr>'
+        for what, state in rows
+    )
+    return _table_card(
+        f"Continuous improvement — in force at {_when(controls.as_of)} UTC", head + body
+    )
+
+
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -368,8 +401,10 @@ Figures come from <code>audit.outcome_metrics</code>; definitions in
 </footer>"""
 
 
-def render_html(report: OutcomeReport, *, generated_at: datetime) -> str:
-    """Return the whole page for `report`."""
+def render_html(
+    report: OutcomeReport, *, generated_at: datetime, controls: ControlSnapshot | None = None
+) -> str:
+    """Return the whole page for `report` (and the control state, if given)."""
     bucket = report.bucket or (report.until - report.since)
     subtitle = (
         f"{window_text(report)} · one point per {duration_text(bucket)} · "
@@ -390,11 +425,16 @@ def render_html(report: OutcomeReport, *, generated_at: datetime) -> str:
             + versions_table(report)
             + "</section>"
         )
+    improvement = (
+        '<section class="grid">' + controls_card(controls) + "</section>"
+        if controls is not None
+        else ""
+    )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>triageflow outcomes {escape(window_text(report))}</title>"
         f"<style>{CSS}</style></head><body>"
         f"<header><h1>triageflow · outcomes</h1><p>{escape(subtitle)}</p></header>"
-        f"<main>{body}{FOOTER}</main></body></html>"
+        f"<main>{body}{improvement}{FOOTER}</main></body></html>"
     )

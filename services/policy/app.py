@@ -8,11 +8,13 @@ from datetime import datetime
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
 
+from services.policy.caps import CapControl
 from services.policy.handlers import PolicyHandler
 from services.policy.metrics import PolicyMetrics
 from services.policy.model import LoadedPolicy, load_default_policy, load_policy
 from services.policy.settings import PolicySettings
 from shared.contracts import utc_now
+from shared.control import ControlReader
 from shared.metrics import StageMetrics
 from shared.service import producer_info, stage_app
 from shared.topics import Topics
@@ -37,14 +39,16 @@ def build_app(
     )
     registry = registry or CollectorRegistry()
     topics = Topics(settings.kafka.topic_prefix)
+    caps = CapControl()
     handler = PolicyHandler(
         policy,
         topics=topics,
         producer=producer_info(SERVICE, settings),
         clock=clock,
         candidate=candidate,
+        caps=caps,
     )
-    return stage_app(
+    app = stage_app(
         settings,
         service=SERVICE,
         topics=[topics.classified],
@@ -53,3 +57,16 @@ def build_app(
         metrics=StageMetrics.create(registry),
         observe=PolicyMetrics(registry).observe,
     )
+    if settings.follow_control_topic:
+        reader = ControlReader(settings.kafka, on_change=caps.on_change)
+
+        @app.on_startup
+        async def read_control_topic() -> None:
+            # Caps in force apply from the first decision: start-up reads the topic to its end.
+            await reader.start()
+
+        @app.after_shutdown
+        async def stop_reading_control_topic() -> None:
+            await reader.stop()
+
+    return app

@@ -54,6 +54,9 @@ CONTEXT_FIELDS: Mapping[str, ContextField] = {
     "signals.injection_suspected": ContextField("flag", lambda e: e.signals.injection_suspected),
     "signals.out_of_scope": ContextField("flag", lambda e: e.signals.out_of_scope),
     "signals.out_of_scope_score": ContextField("number", lambda e: e.signals.out_of_scope_score),
+    # Text, not a list: `ne ""` tests "any", `contains` a code, and a rule's reason then
+    # quotes every code ("signals.unusual_input='control_characters, too_long'").
+    "signals.unusual_input": ContextField("text", lambda e: ", ".join(e.signals.unusual_input)),
     "model.name": ContextField("text", lambda e: e.model.name),
     "model.backend": ContextField("text", lambda e: e.model.backend),
     "model.version": ContextField("text", lambda e: e.model.version),

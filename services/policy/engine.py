@@ -44,9 +44,16 @@ def decide(
     producer: ProducerInfo,
     now: datetime,
     candidate: LoadedPolicy | None = None,
+    caps: Mapping[str, RuleFired] | None = None,
 ) -> TicketDecided:
-    """Return the ticket.decided event for `classified` under `policy` (and a shadow view)."""
-    verdict = evaluate(classified, policy.policy)
+    """Return the ticket.decided event for `classified` under `policy` (and a shadow view).
+
+    `caps` are drift-guard caps by category (from the control topic). A shadow decision is
+    made when a candidate policy is loaded or the classification carries a candidate
+    model's view; it evaluates that view under the candidate policy, or the live one.
+    """
+    verdict = evaluate(classified, policy.policy, caps=caps)
+    shadowed = candidate or (policy if classified.shadow is not None else None)
     return TicketDecided(
         event_id=derived_event_id(classified.event_id, Stage.POLICY),
         ticket_id=classified.ticket_id,
@@ -61,17 +68,51 @@ def decide(
         thresholds=verdict.thresholds,
         policy=policy.info,
         owner_team=verdict.owner_team,
-        shadow=shadow(classified, candidate) if candidate else None,
+        shadow=shadow(classified, shadowed, caps=caps) if shadowed else None,
     )
 
 
-def shadow(classified: TicketClassified, candidate: LoadedPolicy) -> ShadowDecision:
-    """Return what `candidate` would decide: recorded for comparison, never acted on."""
-    verdict = evaluate(classified, candidate.policy)
-    return ShadowDecision(mode=verdict.mode, policy=candidate.info, rules_fired=verdict.rules_fired)
+def shadow(
+    classified: TicketClassified,
+    candidate: LoadedPolicy,
+    *,
+    caps: Mapping[str, RuleFired] | None = None,
+) -> ShadowDecision:
+    """Return what `candidate` would decide: recorded for comparison, never acted on.
+
+    When a candidate model classified the ticket too, its category and confidence are used.
+    """
+    view = classified
+    model = classified.shadow
+    if model is not None:
+        view = classified.model_copy(
+            update={
+                "category": model.category,
+                "confidence": model.confidence,
+                "alternatives": model.alternatives,
+                "model": model.model,
+                "signals": classified.signals.model_copy(
+                    update={"out_of_scope": model.out_of_scope}
+                ),
+            }
+        )
+    verdict = evaluate(view, candidate.policy, caps=caps)
+    return ShadowDecision(
+        mode=verdict.mode,
+        policy=candidate.info,
+        rules_fired=verdict.rules_fired,
+        category=model.category if model else None,
+        confidence=model.confidence if model else None,
+        model=model.model if model else None,
+    )
 
 
-def evaluate(classified: TicketClassified, policy: Policy) -> Verdict:
+def evaluate(
+    classified: TicketClassified,
+    policy: Policy,
+    *,
+    caps: Mapping[str, RuleFired] | None = None,
+) -> Verdict:
     """Return the mode `policy` allows for `classified`, with every constraint that fired."""
     context = build_context(classified)
     thresholds = policy.thresholds_for(classified.category)
@@ -82,6 +123,7 @@ def evaluate(classified: TicketClassified, policy: Policy) -> Verdict:
         *_kill_switches(classified.category, policy),
         *_safety(classified),
         *_rules(policy, context),
+        *_drift_cap(classified.category, caps),
     )
     return Verdict(
         mode=Mode.lowest(Mode.AUTONOMOUS, *(rule.cap for rule in fired)),
@@ -203,6 +245,12 @@ def _safety(classified: TicketClassified) -> Iterator[RuleFired]:
             f"(out-of-scope score {show(signals.out_of_scope_score)})",
             cap=Mode.HUMAN,
         )
+
+
+def _drift_cap(category: str, caps: Mapping[str, RuleFired] | None) -> Iterator[RuleFired]:
+    # Set by the drift guard through the control topic until a human re-enables the category.
+    if caps and category in caps:
+        yield caps[category]
 
 
 def _rules(policy: Policy, context: Mapping[str, ContextValue]) -> Iterator[RuleFired]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from services.policy.caps import CapControl
 from services.policy.engine import decide
 from services.policy.model import LoadedPolicy
 from shared.contracts import ProducerInfo, Stage, TicketClassified
@@ -23,8 +24,10 @@ class PolicyHandler:
         producer: ProducerInfo,
         clock: Callable[[], datetime],
         candidate: LoadedPolicy | None = None,
+        caps: CapControl | None = None,
     ) -> None:
         self._policy = policy
+        self._caps = caps or CapControl()
         self._candidate = candidate
         self._topics = topics
         self._producer = producer
@@ -47,6 +50,7 @@ class PolicyHandler:
                 producer=self._producer,
                 now=now,
                 candidate=self._candidate,
+                caps=self._caps.caps,
             )
             out.append(Outgoing(self._topics.decided, decided.ticket_id, decided, cause=record))
         return out

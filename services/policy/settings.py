@@ -23,3 +23,7 @@ class PolicySettings(StageSettings):
         default=None, description="A candidate policy evaluated in shadow mode (never acted on)."
     )
     http_port: int = Field(default=8002, ge=0, le=65535)
+    follow_control_topic: bool = Field(
+        default=True,
+        description="Apply drift-guard caps from the control topic (`triageflow drift`).",
+    )

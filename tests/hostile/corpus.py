@@ -1,4 +1,5 @@
-"""The hostile-input corpus (`corpus.jsonl`): how a case is written down and read back.
+"""The hostile-input corpus (`corpus.jsonl`) and the benign variants (`benign.jsonl`): how a
+case is written down and read back.
 
 One JSON object per line:
 
@@ -10,8 +11,11 @@ One JSON object per line:
                 {"b64": str} as raw bytes, or {"tombstone": true} for a null value
     headers     optional [[name, value_b64], ...]
     copies      optional: publish the same record this many times (default 1)
-    expect      `dead_letter:<reason>`, `human`, or `any_route_recorded`
-    expect_rule optional rule id that must have fired (e.g. `safety.injection`)
+    expect      hostile: `dead_letter:<reason>` or `human`; benign: `flows` (routed like the
+                same ticket sent plainly, no unusual input found, recorded unchanged)
+    expect_rule the rule that must have fired for `human` (e.g. `safety.injection`)
+    expect_reason optional text that rule's recorded reason must contain (a reason code
+                such as `control_characters` for `unusual-input`)
 
 Big values stay small on disk: inside "json" and "text", an object {"$repeat": [s, n]}
 stands for `s * n` and {"$concat": [a, b, ...]} for the concatenation of its parts.
@@ -26,11 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shared.codec import InvalidMessage, decode
 from shared.contracts import TicketReceived
 from shared.stage import Incoming, guess_ticket_id
 
 CORPUS = Path(__file__).with_name("corpus.jsonl")
+BENIGN = Path(__file__).with_name("benign.jsonl")
 
 CATEGORIES = (
     "malformed_json",
@@ -55,7 +62,9 @@ CATEGORIES = (
     "non_english",
     "mixed_script",
 )
-OUTCOMES = ("human", "any_route_recorded")
+BENIGN_CATEGORIES = ("benign_transport", "benign_redelivery", "benign_text")
+OUTCOMES = ("human",)
+FLOWS = "flows"
 DEAD_LETTER = "dead_letter:"
 
 
@@ -86,6 +95,7 @@ class Case:
     copies: int
     expect: str
     expect_rule: str | None
+    expect_reason: str | None = None
 
     @property
     def dead_letter_reason(self) -> str | None:
@@ -101,6 +111,18 @@ class Case:
             return guess_ticket_id(record)
         # The audit store keeps NUL characters as U+FFFD (PostgreSQL text cannot hold NUL).
         return decode(self.value, TicketReceived).ticket_id.replace("\x00", "\ufffd")
+
+    def incoming(self, offset: int = 0) -> Incoming:
+        """Return the record as a stage consumes it (headers decoded as the consumer does)."""
+        headers = {name: value.decode("utf-8", "replace") for name, value in self.headers}
+        return Incoming(
+            topic="tickets.inbound",
+            partition=0,
+            offset=offset,
+            key=self.key,
+            value=self.value,
+            headers=headers,
+        )
 
     def decodes(self) -> TicketReceived | InvalidMessage:
         """Return the inbound ticket this message is, or why it is not one."""
@@ -137,7 +159,20 @@ def parse_case(item: dict[str, Any]) -> Case:
         copies=int(item.get("copies", 1)),
         expect=item["expect"],
         expect_rule=item.get("expect_rule"),
+        expect_reason=item.get("expect_reason"),
     )
+
+
+def show(request: pytest.FixtureRequest, lines: list[str]) -> None:
+    """Write figures to the terminal even while pytest captures output."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        for line in lines:
+            reporter.write_line(line)
 
 
 def read_corpus(path: Path = CORPUS) -> list[Case]:

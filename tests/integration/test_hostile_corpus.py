@@ -1,11 +1,13 @@
 """The hostile corpus through the real pipeline: every case accounted for, none lost.
 
 Every message of tests/hostile/corpus.jsonl is published to the inbound topic of a running
-classifier, policy, router and audit consumer. Each must end exactly as the corpus says
-(dead-lettered with its reason and its bytes kept whole, or routed to a human with the
-rule that decided it, or routed like any ticket and recorded unchanged), the services must
-keep going (good tickets published after the corpus, one per partition, still flow), and
-the figures are printed and written to bench/hostile-summary.json.
+classifier, policy, router and audit consumer. Each must end exactly as the corpus says:
+dead-lettered with its reason and its bytes kept whole, or routed to a human with the rule
+that decided it and the reason it recorded. The benign variants (tests/hostile/benign.jsonl)
+go through the same run and must flow without a human being forced and be recorded
+unchanged (a guard against over-blocking). The services must keep going (good tickets
+published after the corpus, one per partition, still flow), and the figures are printed
+and written to bench/hostile-summary.json.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from shared.codec import InvalidMessage
 from shared.kafka import producer_kwargs
 from shared.settings import KafkaSettings
 from shared.stage import MAX_KEPT_BYTES
-from tests.hostile.corpus import Case, read_corpus
+from tests.hostile.corpus import BENIGN, Case, read_corpus, show
 from tests.pipeline_harness import create_topics, pipeline_apps
 from tests.running import running
 from tests.waiting import eventually
@@ -159,6 +161,14 @@ def _check(case: Case, trail: Trail) -> tuple[str, list[str]]:
         problems.append(f"mode {decided['mode']} (rules {rules}), expected human")
     if case.expect_rule is not None and case.expect_rule not in rules:
         problems.append(f"rule {case.expect_rule} did not fire (rules {rules})")
+    elif case.expect_reason is not None:
+        reason = next(
+            r["reason"] for r in decided["rules_fired"] if r["rule_id"] == case.expect_rule
+        )
+        if case.expect_reason not in reason:
+            problems.append(f"{case.expect_reason!r} not in the recorded reason {reason!r}")
+    if case.expect == "flows" and (decided["mode"] == "human" or "unusual-input" in rules):
+        problems.append(f"a benign variant was held back: {decided['mode']} (rules {rules})")
     sent = case.decodes()
     assert not isinstance(sent, InvalidMessage)
     if trail.received and trail.received[0].get("body") != _storable(sent.body):
@@ -170,25 +180,18 @@ def _check(case: Case, trail: Trail) -> tuple[str, list[str]]:
 
 
 # The reason a human route is counted under when several rules sent it there.
-_FIRST_REASONS = ("safety.injection", "unsupported-language", "safety.out_of_scope")
+_FIRST_REASONS = (
+    "safety.injection",
+    "unsupported-language",
+    "unusual-input",
+    "safety.out_of_scope",
+)
 
 
 def _weight(rule_id: str) -> tuple[int, str]:
     if rule_id in _FIRST_REASONS:
         return _FIRST_REASONS.index(rule_id), rule_id
     return len(_FIRST_REASONS) + rule_id.startswith("threshold."), rule_id
-
-
-def _show(request: pytest.FixtureRequest, lines: list[str]) -> None:
-    """Write the figures to the terminal even while pytest captures output."""
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        for line in lines:
-            reporter.write_line(line)
 
 
 async def test_every_hostile_case_is_dead_lettered_or_routed_with_its_reason_and_none_is_lost(
@@ -198,10 +201,11 @@ async def test_every_hostile_case_is_dead_lettered_or_routed_with_its_reason_and
     request: pytest.FixtureRequest,
 ) -> None:
     cases = read_corpus()
-    by_ticket = {case.ticket_id(): case for case in cases}
+    benign = read_corpus(BENIGN)
+    by_ticket = {case.ticket_id(): case for case in [*cases, *benign]}
     topics = await create_topics(kafka_settings)
     records: list[Outbound] = [
-        (c.key, c.value, c.headers, None) for c in cases for _ in range(c.copies)
+        (c.key, c.value, c.headers, None) for c in [*cases, *benign] for _ in range(c.copies)
     ]
     good = [f"hostile-trailing-good-{p}" for p in range(kafka_settings.partitions)]
     behind: list[Outbound] = [
@@ -224,28 +228,33 @@ async def test_every_hostile_case_is_dead_lettered_or_routed_with_its_reason_and
     trails = progress.trails
 
     outcomes: Counter[str] = Counter()
+    benign_outcomes: Counter[str] = Counter()
     by_category: dict[str, Counter[str]] = defaultdict(Counter)
     failures = []
     for tid, case in by_ticket.items():
         label, problems = _check(case, trails[tid])
-        outcomes[label] += 1
+        (benign_outcomes if case.expect == "flows" else outcomes)[label] += 1
         by_category[case.category][label] += 1
         failures += [f"{case.id} ({case.note}): {p}" for p in problems]
     summary = {
         "cases": len(cases),
+        "benign_variants": len(benign),
         "records_published": len(records),
         "outcomes": dict(outcomes.most_common()),
+        "benign_outcomes": dict(benign_outcomes.most_common()),
         "by_category": {k: dict(v.most_common()) for k, v in sorted(by_category.items())},
         "failures": failures,
     }
     SUMMARY.parent.mkdir(exist_ok=True)
     SUMMARY.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    _show(
+    show(
         request,
         [
-            f"hostile corpus: {len(cases)} cases, {len(records)} records; "
-            f"{len(failures)} unexpected; figures in {SUMMARY}",
+            f"hostile corpus: {len(cases)} cases and {len(benign)} benign variants, "
+            f"{len(records)} records; {len(failures)} unexpected; figures in {SUMMARY}",
             *(f"  {count:4d}  {label}" for label, count in outcomes.most_common()),
+            "benign variants:",
+            *(f"  {count:4d}  {label}" for label, count in benign_outcomes.most_common()),
         ],
     )
 

@@ -9,17 +9,20 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from services.classifier.backends.base import Prediction
+from services.classifier.backends.local import Examples
 from services.classifier.evaluation import (
     Outcome,
     Timing,
     coverage_at_precision,
     fit_autonomous_threshold,
+    run_tickets,
     summarise,
     with_autonomous_threshold,
 )
 from services.cli.main import app
 from services.policy import load_default_policy
-from shared.contracts import Mode
+from shared.contracts import Mode, ModelInfo
 
 REQUIRED_KEYS = {
     "accuracy",
@@ -162,3 +165,30 @@ def test_eval_refuses_an_unknown_backend(tmp_path: Path) -> None:
     )
 
     assert result.exit_code == 2
+
+
+def test_a_tickets_latency_is_its_whole_batch_and_cpu_time_is_per_ticket() -> None:
+    class Constant:
+        info = ModelInfo(name="constant", version="1", backend="local")
+
+        def predict(self, texts: list[str]) -> list[Prediction]:
+            return [Prediction(category="refund", confidence=0.5) for _ in texts]
+
+    # Three batches of 2, 2 and 1 tickets; the wall clock advances 10 ms and the CPU clock
+    # 4 ms per batch, so every ticket waits 10 ms and costs 12 ms / 5 tickets of CPU.
+    walls = iter(i * 0.010 for i in range(6))
+    cpus = iter(i * 0.004 for i in range(6))
+    texts = ("a", "b", "c", "d", "e")
+    _, timing = run_tickets(
+        Constant(),
+        Examples(texts, ("refund",) * 5, "t"),
+        load_default_policy().policy,
+        {"refund"},
+        batch_size=2,
+        clock=lambda: next(walls),
+        cpu_clock=lambda: next(cpus),
+    )
+
+    assert timing.ticket_ms_p99 == pytest.approx(10.0)
+    assert timing.cpu_ms_per_ticket == pytest.approx(12.0 / 5)
+    assert timing.tickets_per_second == pytest.approx(5 / 0.030)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 from services.classifier.backends.hybrid import Embedder, HybridModel, fit_hybrid
 from services.classifier.backends.local import Examples, ModelFormatError
-from services.classifier.backends.minilm import MiniLMEncoder
+from services.classifier.backends.minilm import MiniLMEncoder, Vectors
 
 TOPICS = {
     "refund": [
@@ -107,3 +109,61 @@ def test_a_local_model_file_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ModelFormatError):
         HybridModel.load(path)
+
+
+class _HashEncoder:
+    """Stands in for MiniLM: a fixed random unit vector per text (no model, no cost)."""
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> Vectors:
+        vectors: Vectors = np.stack(
+            [np.random.default_rng(zlib.crc32(t.encode())).normal(size=384) for t in texts]
+        ).astype(np.float32)
+        unit: Vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return unit
+
+
+@pytest.fixture(scope="module")
+def noisy_model() -> HybridModel:
+    # Random words, random labels: plenty of right and wrong out-of-fold predictions.
+    rng = np.random.default_rng(7)
+    words = ["card", "refund", "parcel", "login", "fee", "late", "money", "code", "top", "up"]
+    texts = tuple(" ".join(rng.choice(words, size=4)) + f" {i}" for i in range(150))
+    labels = tuple(str(rng.choice(["a", "b", "c"])) for _ in texts)
+    return fit_hybrid(
+        Examples(texts, labels, "noisy"), embedder=Embedder(_HashEncoder(), kind="numpy")
+    )
+
+
+def test_a_model_trained_on_too_few_mistakes_keeps_the_joint_probability(
+    model: HybridModel,
+) -> None:
+    assert not model.has_selector
+    texts = ["could I have my money returned"]
+    assert model.predict(texts)[0].confidence == pytest.approx(
+        float(model.predict_proba(texts).max())
+    )
+
+
+def test_selector_sets_the_confidence_once_there_are_mistakes_to_learn_from(
+    noisy_model: HybridModel,
+) -> None:
+    texts = ["card fee late money", "parcel login code up"]
+
+    predictions = noisy_model.predict(texts)
+
+    assert noisy_model.has_selector
+    joint = noisy_model.predict_proba(texts).max(axis=1)
+    assert [p.confidence for p in predictions] != pytest.approx(joint.tolist())
+    assert all(a.confidence <= p.confidence for p in predictions for a in p.alternatives)
+
+
+def test_selector_survives_save_and_load(noisy_model: HybridModel, tmp_path: Path) -> None:
+    path = tmp_path / "noisy.pkl.gz"
+    noisy_model.save(path)
+    loaded = HybridModel.load(path)
+    loaded._encoder = _HashEncoder()  # the saved model names "numpy"; keep the stand-in
+    texts = ["card fee late money", "refund top up"]
+
+    assert [p.confidence for p in loaded.predict(texts)] == pytest.approx(
+        [p.confidence for p in noisy_model.predict(texts)]
+    )

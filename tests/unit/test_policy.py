@@ -570,7 +570,7 @@ def test_explain_mentions_each_rule_in_words() -> None:
 def test_explain_shows_identity_approval_defaults_and_kill_switch() -> None:
     text = explain_policy(DEFAULT)
 
-    assert "Policy default version 1" in text
+    assert "Policy default version 2" in text
     assert DEFAULT.content_hash in text
     assert "Approved by triageflow maintainers" in text
     assert "on 2026-11-25" in text

@@ -11,8 +11,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from services.audit.repository import (
+    ActiveCap,
+    ControlSnapshot,
     DeadLetterRate,
     MinutesPerTicket,
+    ModelInForce,
     ModeOutcome,
     OutcomeGroup,
     OutcomeReport,
@@ -304,3 +307,50 @@ def test_a_window_without_decisions_says_so() -> None:
     html = render_html(sample_report(decisions=0), generated_at=NOW)
 
     assert "No decisions were made in this window." in html
+
+
+# ------------------------------------------------------------ continuous improvement
+
+
+def test_the_report_says_when_no_model_was_promoted_and_no_cap_is_active() -> None:
+    controls = ControlSnapshot(as_of=NOW, live_model=None, candidate=None, caps=())
+    console = Console(record=True, width=200)
+    for table in report_tables(sample_report(), "category", controls):
+        console.print(table)
+    text = console.export_text()
+
+    assert "configured model (no promotion recorded)" in text
+    assert "none active" in text
+    assert json.loads(report_json(sample_report(), controls))["controls"]["caps"] == []
+
+
+def test_the_page_lists_active_caps_with_their_evidence_escaped() -> None:
+    cap = ActiveCap(
+        category="<b>billing</b>",
+        cap="assist",
+        since=NOW,
+        actor="drift-guard",
+        target=0.95,
+        autonomous_judged=30,
+        autonomous_correct=18,
+        precision_upper=0.77,
+        override_rate=0.4,
+        baseline_override_rate=0.02,
+        triggers=("precision",),
+    )
+    live = ModelInForce(
+        version="abc123",
+        event_type="model.promoted",
+        since=NOW,
+        actor="ops",
+        reason="",
+        forced=True,
+    )
+    controls = ControlSnapshot(as_of=NOW, live_model=live, candidate=None, caps=(cap,))
+
+    html = render_html(sample_report(decisions=0), generated_at=NOW, controls=controls)
+
+    assert "Capped: &lt;b&gt;billing&lt;/b&gt;" in html
+    assert "18/30 autonomous correct; precision ≤ 0.770 &lt; target 0.950" in html
+    assert "override rate 40% vs 2.0%" in html
+    assert "abc123 (forced) since" in html

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from services.classifier.signals import (
@@ -19,6 +17,7 @@ from services.classifier.signals import (
     redact_pii,
     score_sentiment,
 )
+from tests.cpu import GROWTH, MAX_RATIO, growth_ratio
 
 # ---------------------------------------------------------------------------------- PII
 
@@ -252,25 +251,11 @@ def test_analyse_combines_subject_and_body() -> None:
     assert not signals.injection_suspected
 
 
-def _cpu_seconds(body: str) -> float:
-    """The least CPU time of three analyses of `body` (CPU, not wall: other load is noise)."""
-    times = []
-    for _ in range(3):
-        started = time.process_time()
-        analyse("", body)
-        times.append(time.process_time() - started)
-    return min(times)
-
-
 @pytest.mark.parametrize(
     "unit",
     ["a" * 19 + "@" + "b.c" * 3, "4111 ", "DE89 ", "ignore ", "2 ", "a.b-", "<!--", "x" * 50],
 )
 def test_a_hostile_body_is_analysed_in_linear_time(unit: str) -> None:
-    # Eight times the input must cost about eight times the CPU: a quadratic (backtracking)
-    # pattern would cost ~64 times. 24 leaves room for noise and fixed costs.
-    small, large = unit * 1_000, unit * 8_000
+    ratio = growth_ratio(lambda body: analyse("", body), unit * 1_000)
 
-    ratio = _cpu_seconds(large) / max(_cpu_seconds(small), 1e-4)
-
-    assert ratio < 24, f"{unit!r}: {ratio:.1f}x the CPU for 8x the text"
+    assert ratio < MAX_RATIO, f"{unit!r}: {ratio:.1f}x the CPU for {GROWTH}x the text"

@@ -1,18 +1,28 @@
 """TF-IDF and MiniLM together: two logistic regressions, one calibrated probability.
 
 The local model's TF-IDF logistic regression and a logistic regression on all-MiniLM-L6-v2
-sentence embeddings (`minilm.py`, numpy only) each get a temperature fitted on out-of-fold
-logits; their log-probabilities are added and a third temperature recalibrates the sum
-(the plain sum is over-confident: two models' evidence counted as independent).
+sentence embeddings each get a temperature fitted on out-of-fold logits; their
+log-probabilities are added and a third temperature recalibrates the sum (the plain sum is
+over-confident: two models' evidence counted as independent).
+
+Selective classification ("is this prediction right?"): a small gradient-boosted model is
+fit on out-of-fold facts about each training prediction — both models' top probabilities,
+the margin, whether TF-IDF and MiniLM agree, how many of the 10 nearest training examples
+carry the predicted label and how close they are — and its calibrated probability that the
+prediction is correct is the confidence the policy thresholds. Fewer than
+`MIN_SELECTOR_CASES` right or wrong out-of-fold predictions (tiny data): the joint
+probability stays the confidence.
 
 Out of scope: the mean cosine similarity of a text to its 3 nearest training examples in
-embedding space, and the calibrated confidence, `score = 0.5 * (1 - similarity) +
-0.5 * (1 - confidence)`; flagged at the score only `oos_target_fpr` of out-of-fold
-in-scope examples reach.
+embedding space, and the confidence, `score = 0.5 * (1 - similarity) + 0.5 * (1 -
+confidence)`; flagged at the score only `oos_target_fpr` of out-of-fold in-scope examples
+reach.
 
-Measured on Banking77 (bench/classifier-results.md) it is more accurate and hands more
-tickets to autonomy than TF-IDF alone, but embedding costs ~10 ms of CPU per text on this
-machine class: it is not the default (see docs/classifier.md).
+The encoder is onnxruntime in float32 by default (`onnx_encoder.py`, graph built from the
+packaged weights; same embeddings as numpy, a third of its CPU time), int8 (a third less
+again, but batch-dependent embeddings), or the numpy one (`minilm.py`); a model records
+which it was trained with and embeds with the same at run time. Measured trade-off:
+docs/classifier.md.
 """
 
 from __future__ import annotations
@@ -26,12 +36,15 @@ import pickle
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 import sklearn
+from loguru import logger
 from numpy.typing import NDArray
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
@@ -47,6 +60,7 @@ from services.classifier.backends.local import (
     _Fitted,
     _logits,
     _softmax,
+    read_examples,
 )
 from services.classifier.backends.minilm import MODEL_NAME as ENCODER_NAME
 from services.classifier.backends.minilm import MiniLMEncoder, Vectors
@@ -54,8 +68,14 @@ from shared.contracts import CategoryScore, ModelInfo
 
 MODEL_NAME: Final = "tfidf-minilm-lr"
 FORMAT: Final = "triageflow-hybrid-model"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 _NEIGHBOURS: Final = 3
+# Neighbours whose labels the selector sees.
+_VOTERS: Final = 10
+# The selector needs this many right and this many wrong out-of-fold predictions to learn.
+MIN_SELECTOR_CASES: Final = 20
+
+EncoderKind = Literal["onnx-int8", "onnx-float32", "numpy"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -70,6 +90,10 @@ class HybridParameters:
     oos_target_fpr: float = 0.02
     similarity_weight: float = 0.5
     alternatives: int = ALTERNATIVES
+    # float32: int8 weights cut CPU per text by a third, but onnxruntime quantises the
+    # activations per batch, so a text's embedding would depend on its batch-mates.
+    encoder: EncoderKind = "onnx-float32"
+    selector: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,11 +103,36 @@ class _Temperatures:
     joint: float
 
 
+class Encoder(Protocol):
+    """Anything that turns texts into unit-length MiniLM embeddings."""
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> Vectors:
+        """Return one embedding per text, in order."""
+        ...
+
+
+def default_cache_dir() -> Path:
+    """Return where built encoder graphs are cached when no directory is configured."""
+    return Path.home() / ".cache" / "triageflow" / "models"
+
+
+def make_encoder(kind: EncoderKind, cache_dir: Path | None = None, *, threads: int = 0) -> Encoder:
+    """Return the MiniLM encoder of `kind` (ONNX graphs built into `cache_dir` once)."""
+    if kind == "numpy":
+        return MiniLMEncoder()
+    from services.classifier.backends.onnx_encoder import OnnxEncoder
+
+    precision: Literal["int8", "float32"] = "int8" if kind == "onnx-int8" else "float32"
+    return OnnxEncoder(cache_dir or default_cache_dir(), precision=precision, threads=threads)
+
+
 class Embedder:
     """Embeds texts with MiniLM, remembering what it embedded (for training only)."""
 
-    def __init__(self, encoder: MiniLMEncoder | None = None) -> None:
-        self.encoder = encoder or MiniLMEncoder()
+    def __init__(self, encoder: Encoder | None = None, *, kind: EncoderKind = "numpy") -> None:
+        # `kind` names what `encoder` is: a model records it and embeds with the same later.
+        self.encoder = encoder or make_encoder(kind)
+        self.kind = kind
         self._seen: dict[str, Vectors] = {}
 
     def __call__(self, texts: Sequence[str]) -> Vectors:
@@ -113,16 +162,22 @@ class HybridModel:
         embedding: LogisticRegression,
         temperatures: _Temperatures,
         memory: Vectors,
+        memory_targets: IntArray,
+        selector: HistGradientBoostingClassifier | None,
         oos_threshold: float,
         parameters: HybridParameters,
         training_sha256: str,
-        encoder: MiniLMEncoder | None = None,
+        encoder: Encoder | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.labels = tuple(labels)
         self._tfidf = tfidf
         self._embedding = embedding
         self.temperatures = temperatures
         self._memory = memory
+        self._memory_targets = memory_targets
+        self._selector = selector
+        self._cache_dir = cache_dir
         self.oos_threshold = oos_threshold
         self.parameters = parameters
         self.training_sha256 = training_sha256
@@ -139,35 +194,47 @@ class HybridModel:
         """Return name `tfidf-minilm-lr`, the data/parameter version, backend `local`."""
         return self._info
 
+    @property
+    def has_selector(self) -> bool:
+        """Whether a learnt "is this prediction right?" model sets the confidence."""
+        return self._selector is not None
+
     def _embed(self, texts: list[str]) -> Vectors:
         if self._encoder is None:
-            self._encoder = MiniLMEncoder()
+            self._encoder = make_encoder(self.parameters.encoder, self._cache_dir)
         return self._encoder.encode(texts)
 
     def predict_proba(self, texts: list[str]) -> FloatArray:
         """Return calibrated probabilities, one row per text, columns in `labels` order."""
         return self._scores(texts)[0]
 
-    def _scores(self, texts: list[str]) -> tuple[FloatArray, FloatArray]:
+    def _scores(self, texts: list[str]) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Return joint probabilities, similarity to training data and confidence."""
         if not texts:
-            return np.zeros((0, len(self.labels))), np.zeros(0)
+            return np.zeros((0, len(self.labels))), np.zeros(0), np.zeros(0)
         vectors = self._embed(texts)
         tfidf = _logits(self._tfidf.classifier, self._tfidf.vectorizer.transform(texts))
         embedding = _logits(self._embedding, vectors)
         probabilities = _joint(tfidf, embedding, self.temperatures)
-        return probabilities, _similarity(vectors, self._memory)
+        similarity = _similarity(vectors, self._memory)
+        confidence = probabilities.max(axis=1)
+        if self._selector is not None:
+            features = selector_features(
+                tfidf, embedding, self.temperatures, vectors, self._memory, self._memory_targets
+            )
+            confidence = self._selector.predict_proba(features)[:, 1]
+        return probabilities, similarity, confidence
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Return one prediction per text: category, confidence, alternatives, out of scope."""
-        probabilities, similarity = self._scores(texts)
+        probabilities, similarity, confidence = self._scores(texts)
         orders = np.argsort(-probabilities, axis=1, kind="stable")
         k = self.parameters.alternatives
         predictions = []
-        for row, order, near in zip(probabilities, orders, similarity, strict=True):
-            scores = [
-                CategoryScore(category=self.labels[i], confidence=_unit(row[i]))
-                for i in order[: k + 1]
-            ]
+        for row, order, near, sure in zip(
+            probabilities, orders, similarity, confidence, strict=True
+        ):
+            scores = _category_scores(row, order[: k + 1], float(sure), self.labels)
             score = _unit(
                 oos_score(near, scores[0].confidence, weight=self.parameters.similarity_weight)
             )
@@ -198,6 +265,8 @@ class HybridModel:
             "embedding": self._embedding,
             "temperatures": dataclasses.asdict(self.temperatures),
             "memory": self._memory,
+            "memory_targets": self._memory_targets,
+            "selector": self._selector,
             "oos_threshold": self.oos_threshold,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +284,7 @@ class HybridModel:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> HybridModel:
+    def load(cls, path: Path, *, cache_dir: Path | None = None) -> HybridModel:
         """Read a model written by `save`; refuse other formats and scikit-learn versions."""
         with gzip.open(path, "rb") as gz:
             header = pickle.load(gz)
@@ -227,9 +296,12 @@ class HybridModel:
             embedding=body["embedding"],
             temperatures=_Temperatures(**body["temperatures"]),
             memory=body["memory"],
+            memory_targets=body["memory_targets"],
+            selector=body["selector"],
             oos_threshold=float(body["oos_threshold"]),
             parameters=HybridParameters(**header["parameters"]),
             training_sha256=header["training_sha256"],
+            cache_dir=cache_dir,
         )
         if model.info.version != header["version"]:
             raise ModelFormatError(f"{path}: header version does not match its contents")
@@ -256,13 +328,16 @@ def fit_hybrid(
     embedder: Embedder | None = None,
     parameters: HybridParameters | None = None,
     seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> HybridModel:
-    """Train a hybrid model: out-of-fold temperatures and OOS threshold, then final fits."""
+    """Train a hybrid model: out-of-fold temperatures, selector and OOS threshold, final fits."""
     p = parameters or HybridParameters()
     counts = examples.counts()
     if len(counts) < 2 or min(counts.values()) < 2:
         raise ExamplesError("training needs two labels with at least two examples each")
-    embedder = embedder or Embedder()
+    embedder = embedder or Embedder(make_encoder(p.encoder, cache_dir), kind=p.encoder)
+    # The model embeds at run time with the encoder it learnt from, whatever `p` said.
+    p = dataclasses.replace(p, encoder=embedder.kind)
     labels = sorted(counts)
     texts = list(examples.texts)
     targets = np.searchsorted(labels, examples.labels)
@@ -273,6 +348,7 @@ def fit_hybrid(
         tfidf_oof = np.zeros((len(texts), len(labels)))
         embedding_oof = np.zeros_like(tfidf_oof)
         similarity = np.zeros(len(texts))
+        held_outs: list[tuple[IntArray, IntArray]] = []
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         for train, held in splitter.split(np.zeros(len(texts)), targets):
             fitted = _fit_once([texts[i] for i in train], targets[train], hp)
@@ -281,11 +357,27 @@ def fit_hybrid(
             embedding = _fit_embedding(vectors[train], targets[train], p)
             embedding_oof[held] = _logits(embedding, vectors[held])
             similarity[held] = _similarity(vectors[held], vectors[train])
+            held_outs.append((train, held))
         t_tfidf = _fit_temperature(tfidf_oof, targets)
         t_embedding = _fit_temperature(embedding_oof, targets)
         summed = _log_softmax(tfidf_oof / t_tfidf) + _log_softmax(embedding_oof / t_embedding)
         temperatures = _Temperatures(t_tfidf, t_embedding, _fit_temperature(summed, targets))
-        confidence = _softmax(summed / temperatures.joint).max(axis=1)
+        joint = _softmax(summed / temperatures.joint)
+        selector = None
+        confidence = joint.max(axis=1)
+        if p.selector:
+            features = np.zeros((len(texts), FEATURES))
+            # Neighbours of a held-out row come from its fold's training rows only.
+            for train, held in held_outs:
+                features[held] = selector_features(
+                    tfidf_oof[held],
+                    embedding_oof[held],
+                    temperatures,
+                    vectors[held],
+                    vectors[train],
+                    targets[train],
+                )
+            selector, confidence = _fit_selector(features, joint.argmax(axis=1) == targets, seed)
         scores = oos_score(similarity, confidence, weight=p.similarity_weight)  # type: ignore[arg-type]
         threshold = float(np.clip(np.quantile(scores, 1.0 - p.oos_target_fpr), 0.2, 0.9))
         final_tfidf = _fit_once(texts, targets, hp)
@@ -296,11 +388,124 @@ def fit_hybrid(
         embedding=final_embedding,
         temperatures=temperatures,
         memory=vectors,
+        memory_targets=targets,
+        selector=selector,
         oos_threshold=threshold,
         parameters=p,
         training_sha256=examples.sha256,
         encoder=embedder.encoder,
+        cache_dir=cache_dir,
     )
+
+
+# Columns of `selector_features`.
+FEATURES: Final = 14
+
+
+def selector_features(
+    tfidf: FloatArray,
+    embedding: FloatArray,
+    temperatures: _Temperatures,
+    vectors: Vectors,
+    memory: Vectors,
+    memory_targets: IntArray,
+) -> FloatArray:
+    """Return what the selector knows about each prediction (one row per text)."""
+    p_tfidf = _softmax(tfidf / temperatures.tfidf)
+    p_embedding = _softmax(embedding / temperatures.embedding)
+    joint = _joint(tfidf, embedding, temperatures)
+    order = np.argsort(-joint, axis=1)
+    top = order[:, 0]
+    rows = np.arange(len(top))
+    cosine = vectors @ memory.T
+    k = min(_VOTERS, memory.shape[0])
+    nearest = np.argpartition(-cosine, k - 1, axis=1)[:, :k]
+    near = np.take_along_axis(cosine, nearest, axis=1)
+    rank = np.argsort(-near, axis=1)
+    near = np.take_along_axis(near, rank, axis=1)
+    votes = memory_targets[np.take_along_axis(nearest, rank, axis=1)] == top[:, None]
+    same = memory_targets[None, :] == top[:, None]
+    # How close the nearest example of the predicted label is, and of any other label.
+    closest_same = np.where(same, cosine, -2.0).max(axis=1)
+    closest_other = np.where(same, -2.0, cosine).max(axis=1)
+    result: FloatArray = np.column_stack(
+        [
+            joint[rows, top],
+            joint[rows, top] - joint[rows, order[:, 1]],
+            p_tfidf.max(axis=1),
+            p_embedding.max(axis=1),
+            p_tfidf[rows, top],
+            p_embedding[rows, top],
+            p_tfidf.argmax(axis=1) == top,
+            p_embedding.argmax(axis=1) == top,
+            near[:, 0],
+            votes[:, 0],
+            votes[:, :5].mean(axis=1),
+            votes.mean(axis=1),
+            closest_same,
+            closest_same - closest_other,
+        ]
+    ).astype(np.float64)
+    return result
+
+
+def _fit_selector(
+    features: FloatArray, correct: NDArray[np.bool_], seed: int
+) -> tuple[HistGradientBoostingClassifier | None, FloatArray]:
+    """Fit the "is it right?" model; return it and its out-of-fold confidence per row."""
+    right, wrong = int(correct.sum()), int((~correct).sum())
+    if min(right, wrong) < MIN_SELECTOR_CASES:
+        return None, features[:, 0]
+    # Its own out-of-fold outputs set the OOS threshold, as the joint probability did.
+    confidence = np.zeros(len(correct))
+    splitter = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    for train, held in splitter.split(features, correct):
+        model = _selector(seed).fit(features[train], correct[train])
+        confidence[held] = model.predict_proba(features[held])[:, 1]
+    return _selector(seed).fit(features, correct), confidence
+
+
+def _selector(seed: int) -> HistGradientBoostingClassifier:
+    # Shallow and slow-learning: a few hundred errors to learn from, and it must stay calibrated.
+    return HistGradientBoostingClassifier(
+        max_iter=200, learning_rate=0.05, max_leaf_nodes=15, random_state=seed
+    )
+
+
+def _category_scores(
+    row: FloatArray, top: IntArray, confidence: float, labels: Sequence[str]
+) -> list[CategoryScore]:
+    """Return the best category at `confidence`, runners-up sharing the rest in proportion."""
+    best = float(row[top[0]])
+    # Runners-up keep their joint-probability proportions within what the best one leaves,
+    # and never outrank it.
+    share = (1.0 - confidence) / max(1.0 - best, 1e-12)
+    scores = [CategoryScore(category=labels[top[0]], confidence=_unit(confidence))]
+    for i in top[1:]:
+        value = min(_unit(float(row[i]) * share), scores[-1].confidence)
+        scores.append(CategoryScore(category=labels[i], confidence=value))
+    return scores
+
+
+def train_hybrid_cached(
+    csv_path: Path | Traversable, cache_dir: Path, *, seed: int = 0
+) -> HybridModel:
+    """Return the hybrid model trained on `csv_path`, from `cache_dir` if trained before."""
+    raw = csv_path.read_bytes()
+    p = HybridParameters()
+    key = f"{FORMAT_VERSION}|{hashlib.sha256(raw).hexdigest()}|{dataclasses.asdict(p)}|{seed}"
+    version = hashlib.sha256(key.encode()).hexdigest()[:12]
+    # The scikit-learn version is part of the name: an upgrade retrains instead of failing.
+    path = cache_dir / f"{MODEL_NAME}-{version}-sklearn{sklearn.__version__}.pkl.gz"
+    if path.exists():
+        try:
+            return HybridModel.load(path, cache_dir=cache_dir)
+        except Exception as error:  # a torn or foreign file of any kind: retrain over it
+            logger.warning("cached model {} unusable ({!r}); retraining", path, error)
+    model = fit_hybrid(read_examples(csv_path), parameters=p, seed=seed, cache_dir=cache_dir)
+    model.save(path)
+    logger.info("trained {} {}; cached at {}", MODEL_NAME, model.info.version, path)
+    return model
 
 
 def _fit_embedding(vectors: Vectors, targets: IntArray, p: HybridParameters) -> LogisticRegression:
@@ -337,9 +542,17 @@ def _unit(value: float) -> float:
 
 __all__ = [
     "ENCODER_NAME",
+    "FEATURES",
+    "MIN_SELECTOR_CASES",
     "Embedder",
+    "Encoder",
+    "EncoderKind",
     "HybridModel",
     "HybridParameters",
+    "default_cache_dir",
     "fit_hybrid",
+    "make_encoder",
     "oos_score",
+    "selector_features",
+    "train_hybrid_cached",
 ]
