@@ -133,7 +133,10 @@ def ticket(ticket_id: str) -> bytes:
 
 async def test_every_record_is_sent_with_its_content_type_trace_id_and_traceparent(
     stage: tuple[FakeBroker, FakeSender, StageMetrics],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # No tracer provider installed (another test may have installed one process-wide).
+    monkeypatch.setattr("shared.stage.tracing_enabled", lambda: False)
     broker, sender, _ = stage
     traced = record(0, ticket("T-1"), [("traceparent", PARENT.encode())])
     await broker.handle(None, Batch([traced, record(1, ticket("T-2"))]))
