@@ -15,6 +15,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import KafkaSettings
+from tests.waiting import eventually
 
 
 class TestEnvironment(BaseSettings):
@@ -103,6 +104,16 @@ async def fresh_database(database_url: str) -> AsyncIterator[str]:
     yield f"{base}/{name}"
     admin = await asyncpg.connect(database_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        async def dropped() -> bool:
+            # FORCE may not end another role's session (the audit writer's, say) unless we
+            # hold pg_signal_backend; a pool just closed leaves such sessions for a moment.
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except asyncpg.InsufficientPrivilegeError:
+                return False
+            return True
+
+        await eventually(dropped, timeout=60, interval=0.5, what=f"dropping {name}")
     finally:
         await admin.close()
