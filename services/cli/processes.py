@@ -126,7 +126,16 @@ def _start_missing(
 
 
 def stop(state_dir: Path, *, timeout: float = 20.0) -> list[ServiceProcess]:
-    """SIGTERM every local service, wait for a graceful exit, SIGKILL stragglers."""
+    """SIGTERM every local service, wait for a graceful exit, SIGKILL stragglers.
+
+    Holds the start lock: a start in flight finishes (and writes its pid file) first, so the
+    copy it spawned is stopped too, and no start runs while the services are stopping.
+    """
+    with _exclusive(run_dir(state_dir) / ".start.lock"):
+        return _stop_all(state_dir, timeout)
+
+
+def _stop_all(state_dir: Path, timeout: float) -> list[ServiceProcess]:
     processes = running(state_dir)
     for process in processes:
         os.kill(process.pid, signal.SIGTERM)

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -266,6 +267,7 @@ class ChaosRun:
         self.services_dir = settings.state_dir / f"services-{self.run_id}"
         self.faults: list[Fault] = []
         self.stopping = False
+        self.start_guard = threading.Lock()
         self.started = time.monotonic()
         self.kafka = KafkaSettings(
             bootstrap_servers=self.infra.bootstrap,
@@ -320,14 +322,15 @@ class ChaosRun:
 
     def start_services(self) -> None:
         """Start every missing copy of every service (none once the run is being cleaned up)."""
-        if self.stopping:
-            return
-        processes.start(
-            self.services_dir,
-            copies=self.copies(),
-            env=self.service_env(),
-            port_offset=self.settings.http_port_offset,
-        )
+        with self.start_guard:  # `stopping` cannot turn true while a start is under way
+            if self.stopping:
+                return
+            processes.start(
+                self.services_dir,
+                copies=self.copies(),
+                env=self.service_env(),
+                port_offset=self.settings.http_port_offset,
+            )
 
     async def wait_services_ready(self) -> None:
         """Wait until every copy answers /health/ready."""
@@ -542,17 +545,15 @@ class ChaosRun:
             **counts,
         )
 
+    def _stop_starting(self) -> None:
+        with self.start_guard:
+            self.stopping = True
+
     async def cleanup(self) -> None:
         """Stop the services; drop the database; stop the infra unless asked to keep it."""
-        self.stopping = True
-        # Until none is left: a supervisor or restart thread that passed its `stopping` check
-        # just before may still spawn a copy after a stop (a leaked copy would hold its port
-        # and break the next run).
-        for _ in range(5):
-            await asyncio.to_thread(processes.stop, self.services_dir)
-            await asyncio.sleep(1.0)  # let a racing start finish and write its pid file
-            if not await asyncio.to_thread(processes.running, self.services_dir):
-                break
+        # Once `stopping` is set under the guard, no start is under way and none follows.
+        await asyncio.to_thread(self._stop_starting)
+        await asyncio.to_thread(processes.stop, self.services_dir)
         # Belt and braces: any process of this run that no pid file names (a leak would hold
         # its ops port and break the next run) is found by the topic prefix in its environment.
         for pid in _processes_with_env("TRIAGEFLOW_KAFKA_TOPIC_PREFIX", self.prefix):
