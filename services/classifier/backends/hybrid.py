@@ -28,12 +28,8 @@ docs/classifier.md.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import json
-import os
-import pickle
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
@@ -60,7 +56,9 @@ from services.classifier.backends.local import (
     _Fitted,
     _logits,
     _softmax,
+    read_artefact,
     read_examples,
+    write_artefact,
 )
 from services.classifier.backends.minilm import MODEL_NAME as ENCODER_NAME
 from services.classifier.backends.minilm import MiniLMEncoder, Vectors
@@ -269,27 +267,12 @@ class HybridModel:
             "selector": self._selector,
             "oos_threshold": self.oos_threshold,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as f:
-            tmp = Path(f.name)
-            try:
-                with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz:
-                    pickle.dump(header, gz, protocol=pickle.HIGHEST_PROTOCOL)
-                    pickle.dump(body, gz, protocol=pickle.HIGHEST_PROTOCOL)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-        os.replace(tmp, path)
+        write_artefact(path, header, body)
 
     @classmethod
     def load(cls, path: Path, *, cache_dir: Path | None = None) -> HybridModel:
         """Read a model written by `save`; refuse other formats and scikit-learn versions."""
-        with gzip.open(path, "rb") as gz:
-            header = pickle.load(gz)
-            _check_header(header, path)
-            body = pickle.load(gz)
+        header, body = read_artefact(path, _check_header)
         model = cls(
             labels=header["labels"],
             tfidf=body["tfidf"],

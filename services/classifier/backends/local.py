@@ -51,7 +51,7 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -313,29 +313,12 @@ class LocalModel:
             "vocabulary": sorted(self.vocabulary),
             "oos_threshold": self.oos_threshold,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target, then rename: replicas sharing a cache directory never
-        # see a half-written file.
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as f:
-            tmp = Path(f.name)
-            try:
-                with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz:
-                    pickle.dump(header, gz, protocol=pickle.HIGHEST_PROTOCOL)
-                    pickle.dump(body, gz, protocol=pickle.HIGHEST_PROTOCOL)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-        os.replace(tmp, path)
+        write_artefact(path, header, body)
 
     @classmethod
     def load(cls, path: Path) -> LocalModel:
         """Read a model written by `save`; refuse other formats and scikit-learn versions."""
-        with gzip.open(path, "rb") as gz:
-            header = pickle.load(gz)
-            _check_header(header, path)
-            body = pickle.load(gz)
+        header, body = read_artefact(path, _check_header)
         hyperparameters = _hyperparameters(header["hyperparameters"])
         model = cls(
             labels=header["labels"],
@@ -351,6 +334,35 @@ class LocalModel:
         if model.info.version != header["version"]:
             raise ModelFormatError(f"{path}: header version does not match its contents")
         return model
+
+
+def write_artefact(path: Path, header: dict[str, Any], body: dict[str, Any]) -> None:
+    """Write a model artefact atomically: gzip holding a plain-data header, then the body."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target, then rename: replicas sharing a cache directory never
+    # see a half-written file.
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        tmp = Path(f.name)
+        try:
+            with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz:
+                pickle.dump(header, gz, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(body, gz, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, path)
+
+
+def read_artefact(
+    path: Path, check_header: Callable[[Any, Path], None]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read an artefact written by `write_artefact`; `check_header` refuses it before the
+    body (and its pickled objects) is loaded."""
+    with gzip.open(path, "rb") as gz:
+        header = pickle.load(gz)
+        check_header(header, path)
+        body = pickle.load(gz)
+    return header, body
 
 
 def _check_header(header: Any, path: Path) -> None:
