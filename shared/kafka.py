@@ -79,7 +79,7 @@ def producer_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
     return client_kwargs(kafka) | {
         "acks": "all",
         "enable_idempotence": kafka.enable_idempotence,
-        "linger_ms": 5,
+        "linger_ms": kafka.linger_ms,
     }
 
 
@@ -98,7 +98,7 @@ def make_broker(
         security=broker_security(kafka),
         acks="all",
         enable_idempotence=kafka.enable_idempotence,
-        linger_ms=5,
+        linger_ms=kafka.linger_ms,
         allow_auto_create_topics=False,
         graceful_timeout=graceful_timeout,
         middlewares=middlewares,

@@ -43,6 +43,14 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, description="Replication when created.")
     min_insync_replicas: int | None = Field(default=None, ge=1)
     enable_idempotence: bool = Field(default=True, description="Idempotent producers.")
+    linger_ms: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "How long a producer waits to fill a request. Stages send a whole batch before"
+            " awaiting its acknowledgements, so requests fill without waiting."
+        ),
+    )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
@@ -104,7 +112,14 @@ class ServiceSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Ops endpoints bind address.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Ops endpoints port.")
     batch_max_records: int = Field(default=500, ge=1, description="Records per consumed batch.")
-    batch_timeout_ms: int = Field(default=50, ge=1, description="Max wait to fill a batch.")
+    batch_timeout_ms: int = Field(
+        default=10,
+        ge=1,
+        description=(
+            "How long a poll waits for records, and (faststream) the pause after an empty one:"
+            " the longest a record arriving at an idle consumer waits."
+        ),
+    )
     graceful_timeout_s: float = Field(default=15.0, gt=0, description="SIGTERM drain deadline.")
     otel_exporter: Literal["none", "console", "otlp"] = Field(
         default="none", description="Where this service's trace spans go."

@@ -92,15 +92,19 @@ class ClassifierHandler:
             out.append(
                 Outgoing(self._topics.classified, classified.ticket_id, classified, cause=record)
             )
-            logger.bind(
+            # Keyword arguments, not bind(): at INFO the line costs a level check only.
+            logger.debug(
+                "classified {category} ({confidence:.2f})",
+                category=classified.category,
+                confidence=classified.confidence,
                 **message_context(
                     ticket_id=classified.ticket_id,
                     trace_id=classified.trace_id,
                     topic=record.topic,
                     partition=record.partition,
                     offset=record.offset,
-                )
-            ).debug("classified {} ({:.2f})", classified.category, classified.confidence)
+                ),
+            )
         return out
 
     def _shadowed(self, results: list[TicketClassified]) -> list[TicketClassified]:
