@@ -557,7 +557,7 @@ def service_env(infra: Infra) -> dict[str, str]:
         "TRIAGEFLOW_KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap_servers,
         "TRIAGEFLOW_KAFKA_TOPIC_PREFIX": infra.kafka.topic_prefix,
         "TRIAGEFLOW_DATABASE_URL": infra.database_url,
-        "PYTHONPATH": os.environ.get("PROBE_PYTHONPATH", "") + str(ROOT),
+        "PYTHONPATH": str(ROOT),
     }
 
 
@@ -584,7 +584,7 @@ async def start_raw(infra: Infra, sizes: dict[str, float], logs: Path) -> list[P
     prefix = infra.kafka.topic_prefix
     env = {
         "TRIAGEFLOW_KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap_servers,
-        "PYTHONPATH": os.environ.get("PROBE_PYTHONPATH", "") + str(ROOT),
+        "PYTHONPATH": str(ROOT),
     }
     script = [PYTHON, str(BENCH / "raw_chain.py")]
 
