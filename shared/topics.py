@@ -109,12 +109,21 @@ async def ensure_topics(kafka: KafkaSettings, names: list[str]) -> list[str]:
         await admin.close()
 
 
+# Compaction keeps only the latest event per key, but never one younger than a week: an
+# audit consumer that lagged (or was down) still records every control event in the trail.
+CONTROL_MIN_COMPACTION_LAG_MS = 7 * 24 * 3600 * 1000
+CONTROL_TOPIC_CONFIGS = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": str(CONTROL_MIN_COMPACTION_LAG_MS),
+}
+
+
 def _layout(name: str, partitions: int, configs: dict[str, str]) -> dict[str, Any]:
     """Return partitions and configs of topic `name`: the control topic is compacted and has
     one partition (its events are few, and a total order keeps "latest per key" simple)."""
     if name.endswith(CONTROL_TOPIC):
         return {
             "num_partitions": 1,
-            "topic_configs": configs | {"cleanup.policy": "compact"},
+            "topic_configs": configs | CONTROL_TOPIC_CONFIGS,
         }
     return {"num_partitions": partitions, "topic_configs": configs}
