@@ -14,7 +14,7 @@ from services.classifier.backends.breaker import CircuitBreaker, export_state
 from services.classifier.backends.cascade import CascadeBackend
 from services.classifier.backends.llm import FallbackBackend, LlmBackend, LlmOptions, llm_client
 from services.classifier.backends.local import LocalModel, default_model, train_local_cached
-from services.classifier.control import ModelControl
+from services.classifier.control import ModelControl, local_part_swapper
 from services.classifier.data import EXAMPLES, shipped
 from services.classifier.handlers import ClassifierHandler
 from services.classifier.metrics import ClassifierMetrics
@@ -139,7 +139,7 @@ def _follow_control_topic(
         handler,
         ModelRegistry(registry_dir),
         configured=configured,
-        hot_swap=settings.backend == "local",
+        compose=local_part_swapper(configured),
     )
     reader = ControlReader(settings.kafka, on_change=control.on_change)
 

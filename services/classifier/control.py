@@ -9,13 +9,37 @@ bad artefact must not take the classifier down.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from loguru import logger
 
 from services.classifier.backends.base import AsyncBackend, Backend
+from services.classifier.backends.cascade import CascadeBackend
+from services.classifier.backends.llm import FallbackBackend
+from services.classifier.backends.local import LocalModel
 from services.classifier.handlers import ClassifierHandler
 from services.learning.registry import ModelRegistry
 from shared.contracts import ControlEvent, ModelCandidateSet, ModelPromoted, ModelRolledBack
+
+Compose = Callable[[Backend], Backend | AsyncBackend]
+
+
+def local_part_swapper(configured: Backend | AsyncBackend) -> Compose | None:
+    """Return how a promoted (local, registry) model takes the place of the local model in
+    `configured`, or None when `configured` has no local part a registry model can replace.
+
+    local: the promoted model itself; cascade: the same LLM and band around it; llm: the
+    same LLM with it as the fallback. The hybrid backend is its own kind of artefact.
+    """
+    if isinstance(configured, LocalModel):
+        return lambda model: model
+    if isinstance(configured, CascadeBackend):
+        llm, low, high = configured.llm, configured.low, configured.high
+        return lambda model: CascadeBackend(model, llm, low=low, high=high)
+    if isinstance(configured, FallbackBackend):
+        primary = configured.primary
+        return lambda model: FallbackBackend(primary, model)
+    return None
 
 
 class ModelControl:
@@ -27,26 +51,32 @@ class ModelControl:
         registry: ModelRegistry,
         *,
         configured: Backend | AsyncBackend,
-        hot_swap: bool = True,
+        compose: Compose | None = None,
     ) -> None:
         self._handler = handler
         self._registry = registry
         self._configured = configured
-        # Only the local backend is a registry model; an llm/cascade classifier keeps its
-        # backend and can still shadow a candidate.
-        self._hot_swap = hot_swap
+        # How a promoted model becomes the live backend; None: promotions are ignored (the
+        # candidate is still shadowed).
+        self._compose = compose
 
     async def on_change(self, event: ControlEvent) -> None:
         """Swap the live model or the shadow candidate as `event` says."""
         if isinstance(event, ModelPromoted | ModelRolledBack):
-            if not self._hot_swap:
+            if self._compose is None:
                 logger.warning(
-                    "{} {} ignored: backend is not local", event.event_type, event.version
+                    "{} {} ignored: the {} backend has no registry model to replace",
+                    event.event_type,
+                    event.version,
+                    self._configured.info.backend,
                 )
                 return
-            live = await self._load(event.version) if event.version else self._configured
-            if live is not None:
-                self._handler.use_model(live)
+            if event.version is None:
+                self._handler.use_model(self._configured)
+                return
+            model = await self._load(event.version)
+            if model is not None:
+                self._handler.use_model(self._compose(model))
         elif isinstance(event, ModelCandidateSet):
             if event.version is None:
                 self._handler.use_candidate(None)
