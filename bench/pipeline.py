@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.audit.migrate import apply_migrations
@@ -488,9 +488,68 @@ async def latency(
         "p99_ms": round(percentile(values, 99), 1),
         "max_ms": round(max(values), 1),
         "mean_ms": round(statistics.fmean(values), 1),
+        "hops": await hop_latencies(scenario, due, done),
     }
     log(f"{scenario.name}: latency {result}")
     return result
+
+
+# Where the end-to-end latency goes: between the creation times (producer timestamps) of a
+# ticket's records on consecutive topics. A stage's record is created after its processing
+# and before its acknowledgement and offset commit, which therefore count to the next hop.
+HOPS = (
+    ("publisher (due → inbound record)", None, "inbound"),
+    ("classifier (inbound → classified)", "inbound", "classified"),
+    ("policy (classified → decided)", "classified", "decided"),
+    ("router (decided → routed)", "decided", "routed"),
+    ("audit and queue (routed → complete)", "routed", None),
+)
+
+
+async def record_times(kafka: KafkaSettings, topic: str, wanted: set[str]) -> dict[str, float]:
+    """Return the creation time (s) of the first record of each wanted key on `topic`."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(kafka))
+    await consumer.start()
+    times: dict[str, float] = {}
+    try:
+        # ensure_topics created it with the configured partition count
+        assigned = [TopicPartition(topic, p) for p in range(kafka.partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    key = (record.key or b"").decode()
+                    if key in wanted:
+                        times.setdefault(key, record.timestamp / 1000)
+    finally:
+        await consumer.stop()
+    return times
+
+
+async def hop_latencies(
+    scenario: Scenario, due: dict[str, float], done: dict[str, float]
+) -> dict[str, dict[str, float]]:
+    """Return p50/p99 (ms) of each hop of the tickets in `due` that completed."""
+    topics = Topics(scenario.kafka.topic_prefix)
+    wanted = {t for t in due if t in done}
+    created = {
+        name: await record_times(scenario.kafka, getattr(topics, name), wanted)
+        for name in ("inbound", "classified", "decided", "routed")
+    }
+    hops: dict[str, dict[str, float]] = {}
+    for label, start, end in HOPS:
+        begin = due if start is None else created[start]
+        finish = done if end is None else created[end]
+        values = [(finish[t] - begin[t]) * 1000 for t in wanted if t in begin and t in finish]
+        if values:
+            hops[label] = {
+                "p50_ms": round(percentile(values, 50), 1),
+                "p99_ms": round(percentile(values, 99), 1),
+            }
+    return hops
 
 
 async def measure(
@@ -869,6 +928,16 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | machine busy (share of all cores, niced work excluded) | {busy:.0%} |"
             )
+    lines += [
+        "",
+        "## Where the latency goes (at half load; between the records' creation times)",
+        "",
+        "| scenario | hop | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+    ]
+    for name, scenario in results["scenarios"].items():
+        for hop, value in scenario["latency_at_half_load"].get("hops", {}).items():
+            lines.append(f"| {name} | {hop} | {value['p50_ms']} | {value['p99_ms']} |")
     sweep = results.get("rate_sweep", [])
     if sweep:
         lines += ["", "## Latency against load (full pipeline, one classifier)", ""]
