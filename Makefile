@@ -103,6 +103,10 @@ demo: infra-up ## Main job: infrastructure, all services, 562 sample tickets, a 
 bench-classifier: install ## Banking77 train→test benchmark of the classifier backends (bench/classifier-results.md)
 	nice -n 10 $(BIN)/python bench/classifier.py --backend local --backend hybrid
 
+.PHONY: bench-classifier-service
+bench-classifier-service: install ## One classifier service through Kafka: tickets/s, CPU, latency (after infra-up; bench/classifier-service.md)
+	$(BIN)/python bench/classifier_service.py --backend local --backend hybrid
+
 .PHONY: bench
 bench: install ## Pipeline throughput/latency vs a raw aiokafka chain (after infra-up; bench/results.md)
 	$(BIN)/python bench/pipeline.py

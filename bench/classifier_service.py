@@ -1,0 +1,286 @@
+"""The classifier service alone, through Kafka: what issue #4's speed target is about.
+
+    make bench-classifier-service   # or: .venv/bin/python bench/classifier_service.py
+                                    #       [--backend local --backend hybrid] [--tickets N]
+
+For each backend: one classifier copy consumes `tickets.inbound` in batches and publishes
+`ticket.classified` (the real service: `python -m services.classifier`, text signals
+included, acks awaited, offsets committed). Measured on the local Kafka:
+
+* sustained tickets/s: publish N sample tickets at once, then the middle 80 % of the
+  classified records' arrival times (start and drain left out);
+* CPU ms per ticket of the service process (all its threads): load-independent, so two
+  idle cores sustain at most 2,000 / that;
+* per-ticket latency at half of that rate, open loop: the classified record's creation time
+  minus the due time of its ticket (queueing, batching, the model and the signals);
+* classification time per batch (the service's own log line: decode, model, signals,
+  publish and acknowledgement), p50/p99.
+
+Writes bench/classifier-service.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.pipeline import (
+    BENCH,
+    Proc,
+    create_database,
+    delete_topics,
+    drop_database,
+    log,
+    machine,
+    make_tickets,
+    percentile,
+    server_versions,
+    spawn_service,
+    stop_all,
+    ticket_templates,
+    wait_services,
+)
+from services.audit.migrate import apply_migrations
+from shared.kafka import client_kwargs, producer_kwargs
+from shared.settings import KafkaSettings
+from shared.topics import Topics, ensure_topics
+
+
+class Arrivals:
+    """Counts `ticket.classified` records as they arrive, with their creation times."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[float, float]] = {}  # ticket → (arrived, created) in s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, kafka: KafkaSettings, topic: str) -> None:
+        """Follow `topic` from its beginning until stopped."""
+        consumer = AIOKafkaConsumer(
+            topic,
+            group_id=f"{kafka.topic_prefix}arrivals",
+            auto_offset_reset="earliest",
+            **client_kwargs(kafka),
+        )
+        await consumer.start()
+        ready = asyncio.Event()
+        self._task = asyncio.create_task(self._follow(consumer, ready))
+        await asyncio.wait_for(ready.wait(), timeout=60)
+
+    async def _follow(self, consumer: AIOKafkaConsumer, ready: asyncio.Event) -> None:
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=20, max_records=10_000)
+                if consumer.assignment():
+                    ready.set()
+                now = time.time()
+                for records in batches.values():
+                    for record in records:
+                        ticket = (record.key or b"").decode()
+                        self.seen.setdefault(ticket, (now, record.timestamp / 1000))
+        finally:
+            await consumer.stop()
+
+    async def wait(self, tickets: list[str], within_s: float) -> int:
+        """Wait until every ticket arrived (or the deadline); return how many did."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if all(t in self.seen for t in tickets):
+                break
+            await asyncio.sleep(0.05)  # polling a dict another task fills
+        return sum(t in self.seen for t in tickets)
+
+    async def stop(self) -> None:
+        """Stop following."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def cpu_seconds(proc: Proc) -> float:
+    """Return the CPU seconds of the service process so far."""
+    return proc.cpu_seconds()
+
+
+def batch_times(log_path: Path, since: int) -> list[float]:
+    """Return the ms of every batch the service logged after byte `since` of its log."""
+    times = []
+    with log_path.open("rb") as lines:
+        lines.seek(since)
+        for line in lines:
+            if b'"batch of' not in line:
+                continue
+            try:
+                times.append(float(json.loads(line)["ms"]))
+            except (ValueError, KeyError):
+                continue
+    return times
+
+
+async def measure_backend(
+    backend: str, base: KafkaSettings, database: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Start one classifier copy with `backend`; return its throughput, CPU and latency."""
+    run = f"bench-{uuid.uuid4().hex[:6]}-cls-{backend}."
+    kafka = base.model_copy(update={"topic_prefix": run})
+    topics = Topics(run)
+    await ensure_topics(kafka, topics.pipeline())
+    url = await create_database(database, run.strip(".").replace("-", "_"))
+    await asyncio.to_thread(apply_migrations, url)  # the service's readiness checks nothing here
+    logs = Path(args.logs) / run.strip(".")
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {
+        "TRIAGEFLOW_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "TRIAGEFLOW_KAFKA_TOPIC_PREFIX": run,
+        "TRIAGEFLOW_DATABASE_URL": url,
+        "TRIAGEFLOW_CLASSIFIER_BACKEND": backend,
+        "PYTHONPATH": str(BENCH.parent),
+    }
+    proc = await spawn_service("classifier", 1, env=env, logs=logs)
+    producer = AIOKafkaProducer(**producer_kwargs(kafka))
+    arrivals = Arrivals()
+    templates = ticket_templates()
+    try:
+        await wait_services([proc])
+        await producer.start()
+        await arrivals.start(kafka, topics.classified)
+
+        async def publish(tag: str, count: int) -> list[str]:
+            tickets = make_tickets(templates, f"{run}{tag}", count)
+            sent = [await producer.send(topics.inbound, v, key=t.encode()) for t, v in tickets]
+            await asyncio.gather(*sent)
+            return [t for t, _ in tickets]
+
+        warm = await publish("w", args.warmup)
+        await arrivals.wait(warm, within_s=300)
+
+        offset = proc.log.stat().st_size
+        cpu_before, started = cpu_seconds(proc), time.time()
+        ids = await publish("t", args.tickets)
+        complete = await arrivals.wait(ids, within_s=600)
+        cpu = cpu_seconds(proc) - cpu_before
+        times = sorted(arrivals.seen[t][0] for t in ids if t in arrivals.seen)
+        low, high = times[len(times) // 10], times[len(times) * 9 // 10 - 1]
+        sustained = (len(times) * 8 // 10) / max(high - low, 1e-6)
+        batches = batch_times(proc.log, offset)
+
+        rate = sustained / 2
+        count = max(50, int(rate * args.seconds))
+        tickets = make_tickets(templates, f"{run}l", count)
+        due: dict[str, float] = {}
+        start = time.time() + 0.1
+        sent = []
+        for index, (ticket, value) in enumerate(tickets):
+            due[ticket] = start + index / rate
+            delay = due[ticket] - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent.append(await producer.send(topics.inbound, value, key=ticket.encode()))
+        await asyncio.gather(*sent)
+        await arrivals.wait(list(due), within_s=120)
+        latency = [(arrivals.seen[t][1] - due[t]) * 1000 for t in due if t in arrivals.seen]
+    finally:
+        await arrivals.stop()
+        await producer.stop()
+        await stop_all([proc])
+        await delete_topics(kafka)
+        await drop_database(database, url)
+    result = {
+        "backend": backend,
+        "tickets": args.tickets,
+        "complete": complete,
+        "wall_s": round(time.time() - started, 2),
+        "sustained_tps": round(sustained, 1),
+        "cpu_ms_per_ticket": round(cpu / max(complete, 1) * 1000, 3),
+        "batch_ms_p50": round(percentile(batches, 50), 1) if batches else None,
+        "batch_ms_p99": round(percentile(batches, 99), 1) if batches else None,
+        "latency_at_half_load": {
+            "rate_per_s": round(rate, 1),
+            "tickets": count,
+            "p50_ms": round(percentile(latency, 50), 1),
+            "p99_ms": round(percentile(latency, 99), 1),
+        },
+    }
+    log(f"classifier service ({backend}): {result}")
+    return result
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Return the results as a markdown table."""
+    m = results["machine"]
+    lines = [
+        "# Classifier service benchmark",
+        "",
+        f"Run at {results['started_at']} by `make bench-classifier-service` "
+        f"({results['tickets']} sample tickets at once, then {results['seconds']} s open loop "
+        f"at half the sustained rate). Machine: {m['cpu']}, {m['cores']} cores, Python "
+        f"{m['python']}; load average {m['load_average_before'][0]} before.",
+        "",
+        "One classifier copy, consuming from Kafka in batches and publishing with "
+        "acknowledgements, text signals included. Targets (issue #4): ≥ 500 tickets/s, "
+        "p99 classification time ≤ 50 ms.",
+        "",
+        "| backend | sustained tickets/s | CPU ms / ticket | batch ms p50 / p99 "
+        "| latency at half load p50 / p99 ms (rate/s) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results["backends"]:
+        lat = r["latency_at_half_load"]
+        lines.append(
+            f"| {r['backend']} | {r['sustained_tps']} | {r['cpu_ms_per_ticket']} "
+            f"| {r['batch_ms_p50']} / {r['batch_ms_p99']} "
+            f"| {lat['p50_ms']} / {lat['p99_ms']} ({lat['rate_per_s']}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every requested backend, one after the other."""
+    base = KafkaSettings(bootstrap_servers=args.bootstrap)
+    results: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "tickets": args.tickets,
+        "seconds": args.seconds,
+        "backends": [],
+    }
+    load_before = os.getloadavg()
+    for backend in args.backend or ["local"]:
+        results["backends"].append(await measure_backend(backend, base, args.database, args))
+    results["machine"] = machine(load_before, await server_versions(args.database, base))
+    return results
+
+
+def main() -> None:
+    """Parse arguments, run, write bench/classifier-service.{json,md}."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", action="append", choices=["local", "hybrid"])
+    parser.add_argument("--tickets", type=int, default=4000)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get(
+            "DATABASE_URL", "postgresql://triageflow:triageflow@127.0.0.1:5432/triageflow"
+        ),
+    )
+    parser.add_argument("--logs", default="/tmp/triageflow-bench")
+    parser.add_argument("--out", default=str(BENCH / "classifier-service"))
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    Path(f"{args.out}.json").write_text(json.dumps(results, indent=2) + "\n")
+    Path(f"{args.out}.md").write_text(markdown(results))
+    log(f"wrote {args.out}.json and {args.out}.md")
+
+
+if __name__ == "__main__":
+    main()
