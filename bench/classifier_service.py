@@ -42,6 +42,7 @@ from bench.pipeline import (
     machine,
     make_tickets,
     percentile,
+    publish_open_loop,
     server_versions,
     spawn_service,
     stop_all,
@@ -174,16 +175,8 @@ async def measure_backend(
         rate = sustained / 2
         count = max(50, int(rate * args.seconds))
         tickets = make_tickets(templates, f"{run}l", count)
-        due: dict[str, float] = {}
         start = time.time() + 0.1
-        sent = []
-        for index, (ticket, value) in enumerate(tickets):
-            due[ticket] = start + index / rate
-            delay = due[ticket] - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            sent.append(await producer.send(topics.inbound, value, key=ticket.encode()))
-        await asyncio.gather(*sent)
+        due = await publish_open_loop(producer, topics.inbound, tickets, rate, start)
         await arrivals.wait(list(due), within_s=120)
         latency = [(arrivals.seen[t][1] - due[t]) * 1000 for t in due if t in arrivals.seen]
     finally:

@@ -453,24 +453,38 @@ async def throughput(
     return result
 
 
+async def publish_open_loop(
+    producer: AIOKafkaProducer,
+    topic: str,
+    tickets: Sequence[tuple[str, bytes]],
+    rate: float,
+    start: float,
+) -> dict[str, float]:
+    """Publish `tickets` at `rate` per second from `start`; return each one's due time.
+
+    Latency counts from the due time, not from when the send happened, so a publisher that
+    falls behind cannot hide queueing (coordinated omission).
+    """
+    due: dict[str, float] = {}
+    futures = []
+    for index, (ticket, value) in enumerate(tickets):
+        due[ticket] = start + index / rate
+        delay = due[ticket] - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        futures.append(await producer.send(topic, value, key=ticket.encode()))
+    await asyncio.gather(*futures)
+    return due
+
+
 async def latency(
     scenario: Scenario, templates: list[dict[str, Any]], rate: float, seconds: float
 ) -> dict[str, Any]:
     """Publish at a fixed rate (open loop) and return end-to-end latency percentiles."""
     count = max(50, int(rate * seconds))
     tickets = make_tickets(templates, scenario.next_tag("l"), count)
-    due: dict[str, float] = {}
-    futures = []
     start = time.time() + 0.1
-    for index, (ticket, value) in enumerate(tickets):
-        # Latency counts from the due time, not from when the send happened, so a
-        # publisher that falls behind cannot hide queueing (coordinated omission).
-        due[ticket] = start + index / rate
-        delay = due[ticket] - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        futures.append(await scenario.producer.send(scenario.inbound, value, key=ticket.encode()))
-    await asyncio.gather(*futures)
+    due = await publish_open_loop(scenario.producer, scenario.inbound, tickets, rate, start)
     achieved = count / max(time.time() - start, 1e-6)
     scenario.published += count
     complete = await scenario.tracker.wait(
