@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.pipeline import (
     BENCH,
     Proc,
+    add_infrastructure_arguments,
     create_database,
     delete_topics,
     drop_database,
@@ -257,16 +258,7 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=4000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument(
-        "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    parser.add_argument(
-        "--database",
-        default=os.environ.get(
-            "DATABASE_URL", "postgresql://triageflow:triageflow@127.0.0.1:5432/triageflow"
-        ),
-    )
-    parser.add_argument("--logs", default="/tmp/triageflow-bench")
+    add_infrastructure_arguments(parser)
     parser.add_argument("--out", default=str(BENCH / "classifier-service"))
     args = parser.parse_args()
     results = asyncio.run(run(args))

@@ -1121,15 +1121,8 @@ def _copies_row(copies: int, measured: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    """Parse arguments, run, write bench/results.json and bench/results.md."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tickets", type=int, default=4000, help="per throughput run")
-    parser.add_argument("--raw-factor", type=int, default=3, help="raw runs this many times more")
-    parser.add_argument("--warmup", type=int, default=500)
-    parser.add_argument("--seconds", type=float, default=15.0, help="per latency run")
-    parser.add_argument("--sweep", type=float, nargs="*", default=[0.25, 0.75, 0.9])
-    parser.add_argument("--audit-rows", type=int, default=50_000)
+def add_infrastructure_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add where Kafka, PostgreSQL and the service logs are (environment or local defaults)."""
     parser.add_argument(
         "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     )
@@ -1140,6 +1133,18 @@ def main() -> None:
         ),
     )
     parser.add_argument("--logs", default="/tmp/triageflow-bench")
+
+
+def main() -> None:
+    """Parse arguments, run, write bench/results.json and bench/results.md."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tickets", type=int, default=4000, help="per throughput run")
+    parser.add_argument("--raw-factor", type=int, default=3, help="raw runs this many times more")
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=15.0, help="per latency run")
+    parser.add_argument("--sweep", type=float, nargs="*", default=[0.25, 0.75, 0.9])
+    parser.add_argument("--audit-rows", type=int, default=50_000)
+    add_infrastructure_arguments(parser)
     parser.add_argument("--out", default=str(BENCH / "results"))
     parser.add_argument("--keep", action="store_true", help="keep topics and databases")
     parser.add_argument(
