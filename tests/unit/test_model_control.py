@@ -25,7 +25,7 @@ from tests.unit.test_learning import NOW, PRODUCER, TEXTS, tiny_model
 
 def unused_llm() -> LlmBackend:
     """An LLM backend that is never asked (nothing listens at its address)."""
-    client = AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key="unused", max_retries=0)
+    client = AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key="test-key", max_retries=0)
     return LlmBackend(client, small_taxonomy(), LlmOptions(model="never-called"))
 
 
