@@ -607,7 +607,9 @@ async def _raw_parser(
 
 
 async def _raw_decoder(message: StreamMessage[Any]) -> Any:
-    return message.body
+    # The handler's one argument is the message itself: asking faststream to inject it
+    # (`msg: KafkaMessage`, a Context dependency) resolves it in a worker thread per batch.
+    return message
 
 
 def subscribe_stage(
@@ -636,7 +638,7 @@ def subscribe_stage(
     async def publish(outgoing: Sequence[Outgoing]) -> None:
         await publish_all(sender, outgoing, service=title)
 
-    async def handle(body: Any, msg: KafkaMessage) -> None:
+    async def handle(msg: Any) -> None:
         nonlocal transient_failures
         records = [Incoming.of(r) for r in msg.raw_message]
         started = time.perf_counter()

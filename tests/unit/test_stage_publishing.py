@@ -139,7 +139,7 @@ async def test_every_record_is_sent_with_its_content_type_trace_id_and_tracepare
     monkeypatch.setattr("shared.stage.tracing_enabled", lambda: False)
     broker, sender, _ = stage
     traced = record(0, ticket("T-1"), [("traceparent", PARENT.encode())])
-    await broker.handle(None, Batch([traced, record(1, ticket("T-2"))]))
+    await broker.handle(Batch([traced, record(1, ticket("T-2"))]))
 
     assert [(topic, key) for topic, key, _, _ in sender.sent] == [("out", b"T-1"), ("out", b"T-2")]
     first, second = (dict(headers) for _, _, _, headers in sender.sent)
@@ -154,7 +154,7 @@ async def test_a_batch_logs_one_info_line_and_one_debug_line_per_event_with_its_
     stage: tuple[FakeBroker, FakeSender, StageMetrics], lines: list[dict[str, Any]]
 ) -> None:
     broker, _, _ = stage
-    await broker.handle(None, Batch([record(7, ticket("T-1")), record(8, ticket("T-2"))]))
+    await broker.handle(Batch([record(7, ticket("T-1")), record(8, ticket("T-2"))]))
 
     info = [line for line in lines if line["level"] == "INFO"]
     assert len(info) == 1
@@ -171,7 +171,7 @@ async def test_a_dead_letter_is_logged_as_an_error_and_counted_by_stage_and_reas
     stage: tuple[FakeBroker, FakeSender, StageMetrics], lines: list[dict[str, Any]]
 ) -> None:
     broker, sender, metrics = stage
-    await broker.handle(None, Batch([record(0, ticket("T-1")), record(1, b"{broken")]))
+    await broker.handle(Batch([record(0, ticket("T-1")), record(1, b"{broken")]))
 
     assert [topic for topic, _, _, _ in sender.sent] == ["out", "dlq"]
     errors = [line for line in lines if line["level"] == "ERROR"]
