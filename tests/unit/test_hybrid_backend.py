@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.classifier.backends.hybrid import Embedder, HybridModel, fit_hybrid
+from services.classifier.backends.hybrid import (
+    Embedder,
+    HybridModel,
+    HybridParameters,
+    fit_hybrid,
+    knn_log_votes,
+)
 from services.classifier.backends.local import Examples, ModelFormatError
 from services.classifier.backends.minilm import MiniLMEncoder, Vectors
 
@@ -167,3 +173,45 @@ def test_selector_survives_save_and_load(noisy_model: HybridModel, tmp_path: Pat
     assert [p.confidence for p in loaded.predict(texts)] == pytest.approx(
         [p.confidence for p in noisy_model.predict(texts)]
     )
+
+
+def test_neighbour_vote_favours_the_label_of_the_closest_examples() -> None:
+    cosine = np.array([[0.9, 0.8, 0.3, 0.1], [0.2, 0.1, 0.7, 0.95]])
+    targets = np.array([0, 0, 1, 2])
+
+    votes = np.exp(knn_log_votes(cosine, targets, 3, k=3, tau=0.05))
+
+    assert votes.argmax(axis=1).tolist() == [0, 2]
+    # Only the 3 nearest vote: label 2 (cosine 0.1) gets the floor in the first row.
+    assert votes[0, 2] == pytest.approx(1e-4)
+    # A far third neighbour (0.2 against 0.95) adds next to nothing at tau 0.05.
+    assert votes[1, 0] < 2e-4
+    assert votes.sum(axis=1) == pytest.approx(np.ones(2), abs=1e-3)
+
+
+def test_neighbour_vote_with_more_voters_than_examples_uses_all_of_them() -> None:
+    votes = knn_log_votes(np.array([[0.5, 0.4]]), np.array([1, 0]), 2, k=10, tau=1.0)
+
+    assert np.exp(votes[0]) == pytest.approx(
+        np.array([np.exp(-0.1), 1.0]) / (1 + np.exp(-0.1)), abs=1e-3
+    )
+
+
+def test_neighbour_vote_of_no_texts_is_empty() -> None:
+    assert knn_log_votes(np.zeros((0, 5)), np.arange(5), 5, k=3, tau=0.05).shape == (0, 5)
+
+
+def test_neighbour_vote_is_a_calibrated_member_unless_switched_off(model: HybridModel) -> None:
+    pairs = [(text, label) for label, texts in TOPICS.items() for text in texts]
+    examples = Examples(tuple(t for t, _ in pairs), tuple(lab for _, lab in pairs), "test")
+
+    two = fit_hybrid(
+        examples, embedder=Embedder(MiniLMEncoder()), parameters=HybridParameters(knn=False)
+    )
+
+    assert model.temperatures.knn is not None
+    assert model.temperatures.knn > 0
+    assert two.temperatures.knn is None
+    assert model.info.version != two.info.version
+    texts = ["could I have my money returned", "the parcel is still missing"]
+    assert model.predict_proba(texts) != pytest.approx(two.predict_proba(texts))

@@ -1,15 +1,19 @@
-"""TF-IDF and MiniLM together: two logistic regressions, one calibrated probability.
+"""TF-IDF and MiniLM together: three members, one calibrated probability.
 
-The local model's TF-IDF logistic regression and a logistic regression on all-MiniLM-L6-v2
-sentence embeddings each get a temperature fitted on out-of-fold logits; their
-log-probabilities are added and a third temperature recalibrates the sum (the plain sum is
-over-confident: two models' evidence counted as independent).
+The local model's TF-IDF logistic regression, a logistic regression on all-MiniLM-L6-v2
+sentence embeddings and a vote of the 10 nearest training examples in embedding space
+(weights softmax(cosine / 0.05)) each get a temperature fitted on out-of-fold
+log-probabilities; these are added and one more temperature recalibrates the sum (the plain
+sum is over-confident: the members' evidence counted as independent). The vote costs no
+training and one matrix product at run time (the neighbours are needed anyway) and lifts
+out-of-fold accuracy on Banking77 from 0.928 to 0.933 (docs/classifier.md).
 
 Selective classification ("is this prediction right?"): a small gradient-boosted model is
-fit on out-of-fold facts about each training prediction — both models' top probabilities,
-the margin, whether TF-IDF and MiniLM agree, how many of the 10 nearest training examples
-carry the predicted label and how close they are — and its calibrated probability that the
-prediction is correct is the confidence the policy thresholds. Fewer than
+fit on out-of-fold facts about each training prediction — the joint and both LRs' top
+probabilities, the margin, whether TF-IDF and MiniLM agree with it, how many of the 10
+nearest training examples carry the predicted label and how close they are — and its
+calibrated probability that the prediction is correct is the confidence the policy
+thresholds. Fewer than
 `MIN_SELECTOR_CASES` right or wrong out-of-fold predictions (tiny data): the joint
 probability stays the confidence.
 
@@ -66,7 +70,7 @@ from shared.contracts import CategoryScore, ModelInfo
 
 MODEL_NAME: Final = "tfidf-minilm-lr"
 FORMAT: Final = "triageflow-hybrid-model"
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 _NEIGHBOURS: Final = 3
 # Neighbours whose labels the selector sees.
 _VOTERS: Final = 10
@@ -77,6 +81,8 @@ EncoderKind = Literal["onnx-int8", "onnx-float32", "numpy"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
+# Cosine similarities of texts (rows) to training examples (columns); float32 or float64.
+Cosine = NDArray[np.floating[Any]]
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,11 @@ class HybridParameters:
     # activations per batch, so a text's embedding would depend on its batch-mates.
     encoder: EncoderKind = "onnx-float32"
     selector: bool = True
+    # The nearest-neighbour vote as a third member (False: TF-IDF and MiniLM LR only).
+    knn: bool = True
+    knn_neighbours: int = 10
+    # Softmax temperature over cosine similarities: 0.02-0.05 were best out of fold.
+    knn_tau: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,8 @@ class _Temperatures:
     tfidf: float
     embedding: float
     joint: float
+    # None: the neighbour vote is not a member.
+    knn: float | None = None
 
 
 class Encoder(Protocol):
@@ -213,15 +226,25 @@ class HybridModel:
         vectors = self._embed(texts)
         tfidf = _logits(self._tfidf.classifier, self._tfidf.vectorizer.transform(texts))
         embedding = _logits(self._embedding, vectors)
-        probabilities = _joint(tfidf, embedding, self.temperatures)
-        similarity = _similarity(vectors, self._memory)
+        cosine = vectors @ self._memory.T
+        knn = self._knn(cosine)
+        probabilities = _joint(tfidf, embedding, knn, self.temperatures)
+        similarity = _similarity(cosine)
         confidence = probabilities.max(axis=1)
         if self._selector is not None:
             features = selector_features(
-                tfidf, embedding, self.temperatures, vectors, self._memory, self._memory_targets
+                tfidf, embedding, knn, self.temperatures, cosine, self._memory_targets
             )
             confidence = self._selector.predict_proba(features)[:, 1]
         return probabilities, similarity, confidence
+
+    def _knn(self, cosine: Cosine) -> FloatArray | None:
+        if self.temperatures.knn is None:
+            return None
+        p = self.parameters
+        return knn_log_votes(
+            cosine, self._memory_targets, len(self.labels), k=p.knn_neighbours, tau=p.knn_tau
+        )
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Return one prediction per text: category, confidence, alternatives, out of scope."""
@@ -330,6 +353,7 @@ def fit_hybrid(
     with threadpool_limits(limits=1, user_api="blas"):
         tfidf_oof = np.zeros((len(texts), len(labels)))
         embedding_oof = np.zeros_like(tfidf_oof)
+        knn_oof = np.zeros_like(tfidf_oof)
         similarity = np.zeros(len(texts))
         held_outs: list[tuple[IntArray, IntArray]] = []
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -339,13 +363,15 @@ def fit_hybrid(
             tfidf_oof[held] = _logits(fitted.classifier, fitted.vectorizer.transform(held_texts))
             embedding = _fit_embedding(vectors[train], targets[train], p)
             embedding_oof[held] = _logits(embedding, vectors[held])
-            similarity[held] = _similarity(vectors[held], vectors[train])
+            cosine = vectors[held] @ vectors[train].T
+            knn_oof[held] = knn_log_votes(
+                cosine, targets[train], len(labels), k=p.knn_neighbours, tau=p.knn_tau
+            )
+            similarity[held] = _similarity(cosine)
             held_outs.append((train, held))
-        t_tfidf = _fit_temperature(tfidf_oof, targets)
-        t_embedding = _fit_temperature(embedding_oof, targets)
-        summed = _log_softmax(tfidf_oof / t_tfidf) + _log_softmax(embedding_oof / t_embedding)
-        temperatures = _Temperatures(t_tfidf, t_embedding, _fit_temperature(summed, targets))
-        joint = _softmax(summed / temperatures.joint)
+        knn = knn_oof if p.knn else None
+        temperatures = _fit_temperatures(tfidf_oof, embedding_oof, knn, targets)
+        joint = _joint(tfidf_oof, embedding_oof, knn, temperatures)
         selector = None
         confidence = joint.max(axis=1)
         if p.selector:
@@ -355,9 +381,9 @@ def fit_hybrid(
                 features[held] = selector_features(
                     tfidf_oof[held],
                     embedding_oof[held],
+                    None if knn is None else knn[held],
                     temperatures,
-                    vectors[held],
-                    vectors[train],
+                    vectors[held] @ vectors[train].T,
                     targets[train],
                 )
             selector, confidence = _fit_selector(features, joint.argmax(axis=1) == targets, seed)
@@ -388,20 +414,22 @@ FEATURES: Final = 14
 def selector_features(
     tfidf: FloatArray,
     embedding: FloatArray,
+    knn: FloatArray | None,
     temperatures: _Temperatures,
-    vectors: Vectors,
-    memory: Vectors,
+    cosine: Cosine,
     memory_targets: IntArray,
 ) -> FloatArray:
-    """Return what the selector knows about each prediction (one row per text)."""
+    """Return what the selector knows about each prediction (one row per text).
+
+    `cosine` holds each text's cosine similarity to every training example (`memory`).
+    """
     p_tfidf = _softmax(tfidf / temperatures.tfidf)
     p_embedding = _softmax(embedding / temperatures.embedding)
-    joint = _joint(tfidf, embedding, temperatures)
+    joint = _joint(tfidf, embedding, knn, temperatures)
     order = np.argsort(-joint, axis=1)
     top = order[:, 0]
     rows = np.arange(len(top))
-    cosine = vectors @ memory.T
-    k = min(_VOTERS, memory.shape[0])
+    k = min(_VOTERS, cosine.shape[1])
     nearest = np.argpartition(-cosine, k - 1, axis=1)[:, :k]
     near = np.take_along_axis(cosine, nearest, axis=1)
     rank = np.argsort(-near, axis=1)
@@ -497,9 +525,57 @@ def _fit_embedding(vectors: Vectors, targets: IntArray, p: HybridParameters) -> 
     return classifier
 
 
-def _joint(tfidf: FloatArray, embedding: FloatArray, t: _Temperatures) -> FloatArray:
+def _summed(
+    tfidf: FloatArray, embedding: FloatArray, knn: FloatArray | None, t: _Temperatures
+) -> FloatArray:
+    """Return the members' temperature-scaled log-probabilities, added."""
     summed = _log_softmax(tfidf / t.tfidf) + _log_softmax(embedding / t.embedding)
-    return _softmax(summed / t.joint)
+    if knn is not None and t.knn is not None:
+        summed = summed + _log_softmax(knn / t.knn)
+    return summed
+
+
+def _joint(
+    tfidf: FloatArray, embedding: FloatArray, knn: FloatArray | None, t: _Temperatures
+) -> FloatArray:
+    return _softmax(_summed(tfidf, embedding, knn, t) / t.joint)
+
+
+def _fit_temperatures(
+    tfidf: FloatArray, embedding: FloatArray, knn: FloatArray | None, targets: IntArray
+) -> _Temperatures:
+    """Fit each member's temperature on out-of-fold scores, then the sum's."""
+    members = _Temperatures(
+        tfidf=_fit_temperature(tfidf, targets),
+        embedding=_fit_temperature(embedding, targets),
+        joint=1.0,
+        knn=None if knn is None else _fit_temperature(knn, targets),
+    )
+    joint = _fit_temperature(_summed(tfidf, embedding, knn, members), targets)
+    return dataclasses.replace(members, joint=joint)
+
+
+def knn_log_votes(
+    cosine: Cosine, memory_targets: IntArray, n_labels: int, *, k: int, tau: float
+) -> FloatArray:
+    """Return log vote shares per label of each row's `k` most similar training examples.
+
+    A neighbour's vote weighs softmax(cosine / tau) over the `k`; a label without votes
+    gets a floor of 1e-4, so one stray neighbour never makes a label impossible.
+    """
+    rows = len(cosine)
+    votes = np.zeros((rows, n_labels))
+    if rows == 0:
+        return votes
+    k = min(k, cosine.shape[1])
+    nearest = np.argpartition(-cosine, k - 1, axis=1)[:, :k]
+    near = np.take_along_axis(cosine, nearest, axis=1).astype(np.float64)
+    weights = np.exp((near - near.max(axis=1, keepdims=True)) / tau)
+    np.add.at(
+        votes, (np.repeat(np.arange(rows), k), memory_targets[nearest].ravel()), weights.ravel()
+    )
+    result: FloatArray = np.log(votes / votes.sum(axis=1, keepdims=True) + 1e-4)
+    return result
 
 
 def _log_softmax(logits: FloatArray) -> FloatArray:
@@ -508,12 +584,11 @@ def _log_softmax(logits: FloatArray) -> FloatArray:
     return result
 
 
-def _similarity(vectors: Vectors, memory: Vectors) -> FloatArray:
-    """Return each vector's mean cosine similarity to its nearest training examples."""
-    if len(vectors) == 0:
+def _similarity(cosine: Cosine) -> FloatArray:
+    """Return each row's mean cosine similarity to its nearest training examples."""
+    if len(cosine) == 0:
         return np.zeros(0)
-    k = min(_NEIGHBOURS, len(memory))
-    cosine = vectors @ memory.T
+    k = min(_NEIGHBOURS, cosine.shape[1])
     nearest = np.partition(cosine, -k, axis=1)[:, -k:]
     result: FloatArray = nearest.mean(axis=1).astype(np.float64)
     return result
@@ -534,6 +609,7 @@ __all__ = [
     "HybridParameters",
     "default_cache_dir",
     "fit_hybrid",
+    "knn_log_votes",
     "make_encoder",
     "oos_score",
     "selector_features",
