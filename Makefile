@@ -101,7 +101,7 @@ demo: infra-up ## Main job: infrastructure, all services, 562 sample tickets, a 
 
 .PHONY: bench-classifier
 bench-classifier: install ## Banking77 train→test benchmark of the classifier backends (bench/classifier-results.md)
-	nice -n 10 $(BIN)/python bench/classifier.py --backend local --backend hybrid
+	nice -n 10 $(BIN)/python bench/classifier.py --folds 3 --backend local --backend hybrid
 
 .PHONY: bench-classifier-service
 bench-classifier-service: install ## One classifier service through Kafka: tickets/s, CPU, latency (after infra-up; bench/classifier-service.md)

@@ -192,3 +192,29 @@ def test_a_tickets_latency_is_its_whole_batch_and_cpu_time_is_per_ticket() -> No
     assert timing.ticket_ms_p99 == pytest.approx(10.0)
     assert timing.cpu_ms_per_ticket == pytest.approx(12.0 / 5)
     assert timing.tickets_per_second == pytest.approx(5 / 0.030)
+
+
+def test_the_first_batch_is_classified_once_untimed_before_the_timed_run() -> None:
+    calls: list[list[str]] = []
+
+    class Recording:
+        info = ModelInfo(name="constant", version="1", backend="local")
+
+        def predict(self, texts: list[str]) -> list[Prediction]:
+            calls.append(texts)
+            return [Prediction(category="refund", confidence=0.5) for _ in texts]
+
+    walls = iter(i * 0.010 for i in range(6))
+    outcomes, timing = run_tickets(
+        Recording(),
+        Examples(("a", "b", "c"), ("refund",) * 3, "t"),
+        load_default_policy().policy,
+        {"refund"},
+        batch_size=2,
+        clock=lambda: next(walls),
+        cpu_clock=lambda: 0.0,
+    )
+
+    assert calls == [["a", "b"], ["a", "b"], ["c"]]
+    assert len(outcomes) == 3
+    assert timing.tickets_per_second == pytest.approx(3 / 0.020)
