@@ -25,6 +25,8 @@ from shared.kafka import client_kwargs, producer_kwargs
 from shared.topics import Topics
 
 if TYPE_CHECKING:
+    from faststream.asgi import AsgiFastStream
+
     from shared.settings import KafkaSettings
 
 OnChange = Callable[[ControlEvent], Awaitable[None] | None]
@@ -151,3 +153,17 @@ class ControlReader:
         result = self._on_change(event)
         if result is not None:
             await result
+
+
+def follow_control_topic(app: AsgiFastStream, kafka: KafkaSettings, on_change: OnChange) -> None:
+    """Read the control topic for the life of `app`: start-up waits until it is read to its
+    end, so the state in force applies from the first batch; shutdown stops the reader."""
+    reader = ControlReader(kafka, on_change=on_change)
+
+    @app.on_startup
+    async def read_control_topic() -> None:
+        await reader.start()
+
+    @app.after_shutdown
+    async def stop_reading_control_topic() -> None:
+        await reader.stop()

@@ -22,7 +22,7 @@ from services.classifier.settings import ClassifierSettings
 from services.classifier.taxonomy import default_taxonomy, load_taxonomy
 from services.learning.registry import ModelRegistry
 from shared.contracts import utc_now
-from shared.control import ControlReader
+from shared.control import follow_control_topic
 from shared.metrics import StageMetrics
 from shared.service import producer_info, stage_app
 from shared.topics import Topics
@@ -141,12 +141,4 @@ def _follow_control_topic(
         configured=configured,
         compose=local_part_swapper(configured),
     )
-    reader = ControlReader(settings.kafka, on_change=control.on_change)
-
-    @app.on_startup
-    async def read_control_topic() -> None:
-        await reader.start()
-
-    @app.after_shutdown
-    async def stop_reading_control_topic() -> None:
-        await reader.stop()
+    follow_control_topic(app, settings.kafka, control.on_change)

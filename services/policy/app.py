@@ -14,7 +14,7 @@ from services.policy.metrics import PolicyMetrics
 from services.policy.model import LoadedPolicy, load_default_policy, load_policy
 from services.policy.settings import PolicySettings
 from shared.contracts import utc_now
-from shared.control import ControlReader
+from shared.control import follow_control_topic
 from shared.metrics import StageMetrics
 from shared.service import producer_info, stage_app
 from shared.topics import Topics
@@ -58,15 +58,7 @@ def build_app(
         observe=PolicyMetrics(registry).observe,
     )
     if settings.follow_control_topic:
-        reader = ControlReader(settings.kafka, on_change=caps.on_change)
-
-        @app.on_startup
-        async def read_control_topic() -> None:
-            # Caps in force apply from the first decision: start-up reads the topic to its end.
-            await reader.start()
-
-        @app.after_shutdown
-        async def stop_reading_control_topic() -> None:
-            await reader.stop()
+        # Caps in force apply from the first decision.
+        follow_control_topic(app, settings.kafka, caps.on_change)
 
     return app
