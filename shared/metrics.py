@@ -16,12 +16,13 @@ CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1
 
 @dataclass(frozen=True)
 class StageMetrics:
-    """Messages in and out, batch time, dead letters and consumer lag of one stage."""
+    """Messages in and out, batch and work time, dead letters and consumer lag of a stage."""
 
     registry: CollectorRegistry
     messages_in: Counter
     messages_out: Counter
     batch_seconds: Histogram
+    work_seconds: Histogram
     batch_size: Histogram
     dead_letters: Counter
     consumer_lag: Gauge
@@ -41,6 +42,13 @@ class StageMetrics:
             batch_seconds=Histogram(
                 "triageflow_batch_processing_seconds",
                 "Time to process and publish one consumed batch.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            work_seconds=Histogram(
+                "triageflow_batch_work_seconds",
+                "Time of one consumed batch in the stage's own work (decode, the model or rules,"
+                " building events), without publishing and awaiting acknowledgements.",
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),

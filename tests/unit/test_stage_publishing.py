@@ -167,6 +167,50 @@ async def test_a_batch_logs_one_info_line_and_one_debug_line_per_event_with_its_
         assert (line["topic"], line["partition"], line["service"]) == ("in", 0, "policy")
 
 
+async def test_a_batch_times_its_work_apart_from_waiting_for_the_brokers_acknowledgements(
+    lines: list[dict[str, Any]],
+) -> None:
+    broker, sender = FakeBroker(), SlowAcks(seconds=0.2)
+    metrics = StageMetrics.create(CollectorRegistry())
+    subscribe_stage(
+        broker,  # type: ignore[arg-type]
+        topics=["in"],
+        group_id="g",
+        process=echo,
+        max_records=500,
+        batch_timeout_ms=50,
+        title="policy",
+        metrics=metrics,
+        sender=sender,
+    )
+    await broker.handle(Batch([record(0, ticket("T-1")), record(1, ticket("T-2"))]))
+
+    (info,) = [line for line in lines if line["level"] == "INFO"]
+    assert info["ms"] >= 200
+    assert info["work_ms"] < info["ms"] - 150
+    registry = metrics.registry
+    assert registry.get_sample_value("triageflow_batch_work_seconds_count") == 1
+    assert registry.get_sample_value("triageflow_batch_work_seconds_sum") == pytest.approx(
+        info["work_ms"] / 1000
+    )
+
+
+class SlowAcks(FakeSender):
+    """A broker that acknowledges every record `seconds` after it was sent."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes, headers: Headers
+    ) -> asyncio.Future[Any]:
+        self.sent.append((topic, key, value, headers))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(self.seconds, future.set_result, None)
+        return future
+
+
 async def test_a_dead_letter_is_logged_as_an_error_and_counted_by_stage_and_reason(
     stage: tuple[FakeBroker, FakeSender, StageMetrics], lines: list[dict[str, Any]]
 ) -> None:
