@@ -149,6 +149,24 @@ def test_probabilities_sum_to_one_and_alternatives_are_sorted(small_model: Local
         assert 0.0 <= prediction.out_of_scope_score <= 1.0
 
 
+@pytest.mark.parametrize("labels", [["billing", "shipping"], sorted(SMALL_EXAMPLES)])
+def test_serving_features_and_logits_equal_what_scikit_learn_itself_computes(
+    labels: list[str],
+) -> None:
+    texts = [t for label in labels for t in SMALL_EXAMPLES[label]]
+    targets = np.repeat(np.arange(len(labels)), [len(SMALL_EXAMPLES[x]) for x in labels])
+    fitted = local._fit_once(texts, targets, local.Hyperparameters())
+    queries = ["", "zzz qqq never seen", "I was charged twice", "où est mon colis ?", *texts]
+
+    ours = local.transform(fitted.vectorizer, queries)
+    theirs = fitted.vectorizer.transform(queries)
+    assert (ours != theirs).nnz == 0
+    margins = fitted.classifier.decision_function(theirs)
+    if len(labels) == 2:
+        margins = np.column_stack([np.zeros(len(queries)), margins])
+    np.testing.assert_allclose(local._logits(fitted.classifier, ours), margins, rtol=1e-12)
+
+
 def test_an_empty_batch_predicts_nothing(small_model: LocalModel) -> None:
     assert small_model.predict([]) == []
     assert small_model.predict_proba([]).shape == (0, 4)

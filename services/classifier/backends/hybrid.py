@@ -62,6 +62,7 @@ from services.classifier.backends.local import (
     _softmax,
     read_artefact,
     read_examples,
+    transform,
     write_artefact,
 )
 from services.classifier.backends.minilm import MODEL_NAME as ENCODER_NAME
@@ -226,7 +227,7 @@ class HybridModel:
         if not texts:
             return np.zeros((0, len(self.labels))), np.zeros(0), np.zeros(0)
         vectors = self._embed(texts)
-        tfidf = _logits(self._tfidf.classifier, self._tfidf.vectorizer.transform(texts))
+        tfidf = _logits(self._tfidf.classifier, transform(self._tfidf.vectorizer, texts))
         embedding = _logits(self._embedding, vectors)
         cosine = vectors @ self._memory.T
         knn = self._knn(cosine)
@@ -362,7 +363,7 @@ def fit_hybrid(
         for train, held in splitter.split(np.zeros(len(texts)), targets):
             fitted = _fit_once([texts[i] for i in train], targets[train], hp)
             held_texts = [texts[i] for i in held]
-            tfidf_oof[held] = _logits(fitted.classifier, fitted.vectorizer.transform(held_texts))
+            tfidf_oof[held] = _logits(fitted.classifier, transform(fitted.vectorizer, held_texts))
             embedding = _fit_embedding(vectors[train], targets[train], p)
             embedding_oof[held] = _logits(embedding, vectors[held])
             cosine = vectors[held] @ vectors[train].T
