@@ -105,7 +105,8 @@ bench-classifier: install ## Banking77 train→test benchmark of the classifier 
 
 .PHONY: bench-classifier-service
 bench-classifier-service: install ## One classifier service through Kafka: tickets/s, CPU, latency (after infra-up; bench/classifier-service.md)
-	$(BIN)/python bench/classifier_service.py --backend local --backend hybrid
+	$(BIN)/python bench/classifier_service.py --backend local --backend hybrid \
+		--copies 1 --copies 2 --batch-max-records 500 --batch-max-records 32
 
 .PHONY: bench
 bench: install ## Pipeline throughput/latency vs a raw aiokafka chain (after infra-up; bench/results.md)

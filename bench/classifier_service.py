@@ -1,11 +1,11 @@
 """The classifier service alone, through Kafka: what issue #4's speed target is about.
 
     make bench-classifier-service   # or: .venv/bin/python bench/classifier_service.py
-        [--backend local --backend hybrid] [--batch-max-records N ...] [--copies N]
+        [--backend local --backend hybrid] [--batch-max-records N ...] [--copies N ...]
         [--tickets N]
 
-For each backend and batch size: `--copies` classifier copies (one consumer group, default
-one copy) consume `tickets.inbound` in batches and publish `ticket.classified` (the real
+For each backend, number of copies and batch size: that many classifier copies (one
+consumer group) consume `tickets.inbound` in batches and publish `ticket.classified` (the real
 service: `python -m services.classifier`, text signals included, acks awaited, offsets
 committed). Measured on the local Kafka:
 
@@ -58,6 +58,8 @@ from shared.settings import KafkaSettings, ServiceSettings
 from shared.topics import Topics, ensure_topics
 
 DEFAULT_BATCH: int = ServiceSettings.model_fields["batch_max_records"].default
+# Saturation-run sizes: about 15 s of each backend's throughput, so start-up is noise.
+TICKETS: dict[str, int] = {"local": 10_000, "hybrid": 1_500}
 
 
 class Arrivals:
@@ -134,6 +136,8 @@ def batch_times(log_path: Path, since: int) -> list[tuple[float, float]]:
 async def measure_backend(
     backend: str,
     batch_max_records: int,
+    copies: int,
+    saturating: int,
     base: KafkaSettings,
     database: str,
     args: argparse.Namespace,
@@ -156,8 +160,7 @@ async def measure_backend(
         "PYTHONPATH": str(BENCH.parent),
     }
     procs = [
-        await spawn_service("classifier", copy, env=env, logs=logs)
-        for copy in range(1, args.copies + 1)
+        await spawn_service("classifier", copy, env=env, logs=logs) for copy in range(1, copies + 1)
     ]
     producer = AIOKafkaProducer(**producer_kwargs(kafka))
     arrivals = Arrivals()
@@ -178,7 +181,7 @@ async def measure_backend(
 
         offsets = [proc.log.stat().st_size for proc in procs]
         cpu_before, started = cpu_seconds(procs), time.time()
-        ids = await publish("t", args.tickets)
+        ids = await publish("t", saturating)
         complete = await arrivals.wait(ids, within_s=600)
         cpu = cpu_seconds(procs) - cpu_before
         times = sorted(arrivals.seen[t][0] for t in ids if t in arrivals.seen)
@@ -203,8 +206,8 @@ async def measure_backend(
     result = {
         "backend": backend,
         "batch_max_records": batch_max_records,
-        "copies": args.copies,
-        "tickets": args.tickets,
+        "copies": copies,
+        "tickets": saturating,
         "complete": complete,
         "wall_s": round(time.time() - started, 2),
         "sustained_tps": round(sustained, 1),
@@ -222,8 +225,7 @@ async def measure_backend(
         },
     }
     log(
-        f"classifier service ({backend}, {args.copies} copies, "
-        f"batches <= {batch_max_records}): {result}"
+        f"classifier service ({backend}, {copies} copies, batches <= {batch_max_records}): {result}"
     )
     return result
 
@@ -235,7 +237,7 @@ def markdown(results: dict[str, Any]) -> str:
         "# Classifier service benchmark",
         "",
         f"Run at {results['started_at']} by `make bench-classifier-service` "
-        f"({results['tickets']} sample tickets at once, then {results['seconds']} s open loop "
+        f"(per row: `tickets` sample tickets at once, then {results['seconds']} s open loop "
         f"at half the sustained rate). Machine: {m['cpu']}, {m['cores']} cores, Python "
         f"{m['python']}; load average {m['load_average_before'][0]} before.",
         "",
@@ -250,16 +252,17 @@ def markdown(results: dict[str, Any]) -> str:
         " *mean* is the mean records per batch. Latency at half load is per ticket, end to"
         " end: due time to the classified record's creation.",
         "",
-        "| backend | copies | batch ≤ (mean) | sustained tickets/s | CPU ms / ticket "
+        "| backend | copies | batch ≤ (mean) | tickets | sustained tickets/s | CPU ms / ticket "
         "| classification ms p50 / p99 | batch ms p50 / p99 "
         "| latency at half load p50 / p99 ms (rate/s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["backends"]:
         lat = r["latency_at_half_load"]
         lines.append(
             f"| {r['backend']} | {r['copies']} | {r['batch_max_records']}"
-            f" ({r['batch_size_mean']}) | {r['sustained_tps']} | {r['cpu_ms_per_ticket']} "
+            f" ({r['batch_size_mean']}) | {r['tickets']} | {r['sustained_tps']} "
+            f"| {r['cpu_ms_per_ticket']} "
             f"| {r['classification_ms_p50']} / {r['classification_ms_p99']} "
             f"| {r['batch_ms_p50']} / {r['batch_ms_p99']} "
             f"| {lat['p50_ms']} / {lat['p99_ms']} ({lat['rate_per_s']}) |"
@@ -272,15 +275,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     base = KafkaSettings(bootstrap_servers=args.bootstrap)
     results: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "tickets": args.tickets,
         "seconds": args.seconds,
         "backends": [],
     }
     load_before = os.getloadavg()
     for backend in args.backend or ["local"]:
-        for size in args.batch_max_records or [DEFAULT_BATCH]:
-            result = await measure_backend(backend, size, base, args.database, args)
-            results["backends"].append(result)
+        tickets = args.tickets or TICKETS[backend]
+        for copies in args.copies or [1]:
+            for size in args.batch_max_records or [DEFAULT_BATCH]:
+                result = await measure_backend(
+                    backend, size, copies, tickets, base, args.database, args
+                )
+                results["backends"].append(result)
     results["machine"] = machine(load_before, await server_versions(args.database, base))
     return results
 
@@ -295,8 +301,14 @@ def main() -> None:
         action="append",
         help="records per consumed batch (repeat to compare; default: the service's default)",
     )
-    parser.add_argument("--copies", type=int, default=1, help="classifier copies, one group")
-    parser.add_argument("--tickets", type=int, default=4000)
+    parser.add_argument(
+        "--copies", type=int, action="append", help="classifier copies, one group (default 1)"
+    )
+    parser.add_argument(
+        "--tickets",
+        type=int,
+        help=f"tickets of the saturation run (default per backend: {TICKETS})",
+    )
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=15.0)
     add_infrastructure_arguments(parser)
