@@ -8,6 +8,7 @@ from pathlib import Path
 
 from faststream.asgi import AsgiFastStream
 from prometheus_client import CollectorRegistry
+from threadpoolctl import threadpool_limits
 
 from services.classifier.backends.base import AsyncBackend, Backend
 from services.classifier.backends.breaker import CircuitBreaker, export_state
@@ -28,6 +29,14 @@ from shared.service import producer_info, stage_app
 from shared.topics import Topics
 
 SERVICE = "classifier"
+
+
+def limit_compute_threads(threads: int) -> threadpool_limits | None:
+    """Cap this process's BLAS and OpenMP thread pools at `threads` (0: leave them as they are).
+
+    Returns the limiter, whose `restore_original_limits()` undoes it.
+    """
+    return threadpool_limits(limits=threads) if threads > 0 else None
 
 
 def load_backend(

@@ -27,6 +27,13 @@ class ClassifierSettings(StageSettings):
         "OpenAI-compatible endpoint, falling back to local (degraded) on failure; cascade: "
         "local first, the LLM for the uncertain band.",
     )
+    compute_threads: int = Field(
+        default=1,
+        ge=0,
+        description="Threads of the numeric libraries (BLAS, OpenMP) in one copy; 0 leaves "
+        "the libraries' own choice (a thread per core). A classifier scales by copies, and "
+        "idle pool threads spin, burning CPU another copy could use.",
+    )
     examples_csv: Path | None = Field(
         default=None, description="Labelled examples (text,label) to learn from; default: shipped."
     )
