@@ -93,7 +93,12 @@ async def echo(batch: list[Incoming]) -> list[Outgoing]:
 
 @pytest.fixture
 def stage() -> tuple[FakeBroker, FakeSender, StageMetrics]:
-    broker, sender = FakeBroker(), FakeSender()
+    return subscribed(FakeSender())
+
+
+def subscribed(sender: FakeSender) -> tuple[FakeBroker, FakeSender, StageMetrics]:
+    """Register a policy-like stage that echoes tickets to `out`, dead letters to `dlq`."""
+    broker = FakeBroker()
     metrics = StageMetrics.create(CollectorRegistry())
     subscribe_stage(
         broker,  # type: ignore[arg-type]
@@ -170,19 +175,7 @@ async def test_a_batch_logs_one_info_line_and_one_debug_line_per_event_with_its_
 async def test_a_batch_times_its_work_apart_from_waiting_for_the_brokers_acknowledgements(
     lines: list[dict[str, Any]],
 ) -> None:
-    broker, sender = FakeBroker(), SlowAcks(seconds=0.2)
-    metrics = StageMetrics.create(CollectorRegistry())
-    subscribe_stage(
-        broker,  # type: ignore[arg-type]
-        topics=["in"],
-        group_id="g",
-        process=echo,
-        max_records=500,
-        batch_timeout_ms=50,
-        title="policy",
-        metrics=metrics,
-        sender=sender,
-    )
+    broker, _, metrics = subscribed(SlowAcks(seconds=0.2))
     await broker.handle(Batch([record(0, ticket("T-1")), record(1, ticket("T-2"))]))
 
     (info,) = [line for line in lines if line["level"] == "INFO"]
