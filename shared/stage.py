@@ -95,8 +95,19 @@ class Incoming:
 
     @property
     def coordinates(self) -> str:
-        """Return `topic:partition:offset`, unique per record."""
+        """Return `topic:partition:offset`, unique per record while its topic lives."""
         return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @property
+    def identity(self) -> str:
+        """Return a name for this record that no other record gets, and redelivery keeps.
+
+        Coordinates alone repeat once a topic is recreated (offsets restart at 0: a new
+        cluster, a reset staging topic); the record's timestamp and a digest of its key and
+        value tell a new record at an old offset apart.
+        """
+        key, value = bytes_digest(self.key or b""), bytes_digest(self.value or b"")
+        return f"{self.coordinates}|{self.timestamp_ms}|{key}|{value}"
 
 
 @dataclass(frozen=True)
@@ -187,7 +198,10 @@ def dead_letter(
     """Return the dead letter for a record a stage gives up on, keeping its bytes."""
     reason = error.reason if isinstance(error, InvalidMessage) else "processing_error"
     detail = error.detail if isinstance(error, InvalidMessage) else str(error)
-    cause = cause_event_id or record.coordinates
+    # Without an event id to derive from, the record itself is the cause: were it named by
+    # coordinates alone, a new record at a recreated topic's old offset would take an
+    # earlier dead letter's id, and the audit would drop it as a duplicate.
+    cause = cause_event_id or record.identity
     event_id = derived_event_id(cause, f"deadletter:{stage.value}")
     if not attempts:
         attempts = (AttemptError(attempt=1, error_type=type(error).__name__, error_message=detail),)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
+from shared.codec import InvalidMessage
 from shared.contracts import ProducerInfo, Stage, TicketDeadLettered
 from shared.stage import (
     DeadLetterTarget,
@@ -14,6 +16,7 @@ from shared.stage import (
     Outgoing,
     RetryPolicy,
     TransientError,
+    dead_letter,
     process_with_retries,
 )
 from tests.factories import received
@@ -155,6 +158,23 @@ async def test_dead_letter_ids_are_the_same_when_the_batch_is_replayed() -> None
     )
 
     assert [d.event_id for d in dead_letters(first)] == [d.event_id for d in dead_letters(second)]
+
+
+def test_a_new_record_at_a_recreated_topics_old_offset_gets_its_own_dead_letter_id() -> None:
+    # A recreated topic restarts at offset 0: the same coordinates name another record.
+    before = Incoming("tickets.inbound", 5, 64, b"T-1", b'{"broken', timestamp_ms=1_000)
+    after = Incoming("tickets.inbound", 5, 64, b"T-2", b'{"broken', timestamp_ms=9_000)
+    same_bytes_later = dataclasses.replace(before, timestamp_ms=9_000)
+    redelivered = dataclasses.replace(before)
+
+    def letter_id(record: Incoming) -> str:
+        error = InvalidMessage("invalid_json", "Unterminated string")
+        letter = dead_letter(record, stage=Stage.CLASSIFIER, error=error, producer=TARGET.producer)
+        return letter.event_id
+
+    ids = [letter_id(r) for r in (before, after, same_bytes_later)]
+    assert len(set(ids)) == 3
+    assert letter_id(redelivered) == ids[0]
 
 
 @pytest.mark.parametrize(
