@@ -198,9 +198,8 @@ def dead_letter(
     """Return the dead letter for a record a stage gives up on, keeping its bytes."""
     reason = error.reason if isinstance(error, InvalidMessage) else "processing_error"
     detail = error.detail if isinstance(error, InvalidMessage) else str(error)
-    # Without an event id to derive from, the record itself is the cause: were it named by
-    # coordinates alone, a new record at a recreated topic's old offset would take an
-    # earlier dead letter's id, and the audit would drop it as a duplicate.
+    # Without an event id to derive from, the record itself is the cause (why not its
+    # coordinates alone: `Incoming.identity`).
     cause = cause_event_id or record.identity
     event_id = derived_event_id(cause, f"deadletter:{stage.value}")
     if not attempts:
