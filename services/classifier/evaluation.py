@@ -10,7 +10,6 @@ the real classify → policy path.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from services.classifier.backends.base import Backend, Prediction
 from services.classifier.backends.local import Examples, Hyperparameters, fit
 from services.classifier.domain import classify
+from services.classifier.selective import fit_autonomous_threshold, kept_by_threshold
 from services.policy.engine import evaluate as evaluate_policy
 from services.policy.model import Policy
 from shared.contracts import Mode, ProducerInfo, TicketClassified, TicketReceived
@@ -233,60 +233,12 @@ def coverage_at_precision(
     describes the ranking (an upper bound), not what a threshold fit elsewhere achieves.
     """
     total = len(confidences)
-    kept = _kept_by_threshold(confidences, correct, eligible)
+    kept = kept_by_threshold(confidences, correct, eligible)
     best = 0
     for count, hits, _ in kept:
         if hits >= precision * count:
             best = count
     return best / total if total else 0.0
-
-
-def fit_autonomous_threshold(
-    confidences: Sequence[float],
-    correct: Sequence[bool],
-    eligible: Sequence[bool],
-    target: float,
-    *,
-    z: float = 1.645,
-) -> float:
-    """Return the lowest confidence threshold whose precision is at least `target`, surely.
-
-    "Surely": the one-sided Wilson lower bound (z = 1.645: 95 %) of the precision of the rows
-    at or above the threshold must reach `target`, so a threshold fit on a few hundred
-    out-of-fold rows keeps its promise on new ones. Returns 1.0 when no threshold does.
-    """
-    threshold = 1.0
-    for count, hits, confidence in _kept_by_threshold(confidences, correct, eligible):
-        if _wilson_lower(hits, count, z) >= target:
-            threshold = min(threshold, confidence)
-    return threshold
-
-
-def _kept_by_threshold(
-    confidences: Sequence[float], correct: Sequence[bool], eligible: Sequence[bool]
-) -> list[tuple[int, int, float]]:
-    """Return (rows kept, correct rows kept, threshold) for every distinct threshold."""
-    rows = sorted(
-        ((c, ok) for c, ok, e in zip(confidences, correct, eligible, strict=True) if e),
-        key=lambda row: -row[0],
-    )
-    result: list[tuple[int, int, float]] = []
-    hits = 0
-    for i, (confidence, ok) in enumerate(rows):
-        hits += ok
-        # A threshold keeps every row at or above it: only the end of a tie group counts.
-        if i + 1 == len(rows) or rows[i + 1][0] != confidence:
-            result.append((i + 1, hits, confidence))
-    return result
-
-
-def _wilson_lower(hits: int, count: int, z: float) -> float:
-    if count == 0:
-        return 0.0
-    p = hits / count
-    centre = p + z * z / (2 * count)
-    spread = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count))
-    return (centre - spread) / (1 + z * z / count)
 
 
 def with_autonomous_threshold(policy: Policy, threshold: float) -> Policy:

@@ -15,11 +15,11 @@ from services.classifier.evaluation import (
     Outcome,
     Timing,
     coverage_at_precision,
-    fit_autonomous_threshold,
     run_tickets,
     summarise,
     with_autonomous_threshold,
 )
+from services.classifier.selective import fit_autonomous_threshold
 from services.cli.main import app
 from services.policy import load_default_policy
 from shared.contracts import Mode, ModelInfo

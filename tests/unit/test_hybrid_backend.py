@@ -6,6 +6,7 @@ import gzip
 import pickle
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,97 @@ def test_neighbour_vote_is_a_calibrated_member_unless_switched_off(model: Hybrid
     assert model.info.version != two.info.version
     texts = ["could I have my money returned", "the parcel is still missing"]
     assert model.predict_proba(texts) != pytest.approx(two.predict_proba(texts))
+
+
+@dataclass
+class _CountingEncoder:
+    """`_HashEncoder` that remembers which texts it was asked to embed."""
+
+    seen: list[str] = field(default_factory=list)
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> Vectors:
+        self.seen.extend(texts)
+        return _HashEncoder().encode(texts)
+
+
+def _distinct_topics(n: int) -> Examples:
+    # Three vocabularies; most texts use one (TF-IDF is sure and right), one in five mixes
+    # two of them under either label (TF-IDF is unsure, and often wrong).
+    rng = np.random.default_rng(3)
+    vocabularies = {
+        "refund": ["refund", "money", "back", "reimburse", "charged", "return"],
+        "login": ["password", "login", "locked", "sign", "account", "code"],
+        "shipping": ["parcel", "delivery", "courier", "tracking", "late", "package"],
+    }
+    names = list(vocabularies)
+    pairs = []
+    for label, words in vocabularies.items():
+        for i in range(n):
+            if i % 5:
+                pairs.append((" ".join(rng.choice(words, size=4)), label))
+            else:
+                other = names[(names.index(label) + 1) % 3]
+                mixed = [*rng.choice(words, size=2), *rng.choice(vocabularies[other], size=2)]
+                pairs.append((" ".join(mixed), str(rng.choice([label, other]))))
+    return Examples(tuple(t for t, _ in pairs), tuple(lab for _, lab in pairs), "distinct")
+
+
+@pytest.fixture(scope="module")
+def skipping() -> tuple[HybridModel, _CountingEncoder]:
+    encoder = _CountingEncoder()
+    model = fit_hybrid(_distinct_topics(150), embedder=Embedder(encoder, kind="numpy"))
+    return model, encoder
+
+
+def test_tickets_tfidf_is_sure_of_skip_the_encoder_and_get_its_prediction(
+    skipping: tuple[HybridModel, _CountingEncoder],
+) -> None:
+    model, encoder = skipping
+    sure, unsure = "refund money back reimburse", "parcel password money"
+    encoder.seen.clear()
+
+    predictions = model.predict([sure, unsure])
+
+    assert model.skip_threshold is not None
+    assert encoder.seen == [unsure]
+    assert predictions[0] == model.local.predict([sure])[0]
+    assert predictions[0].category == "refund"
+    assert predictions[0].confidence >= model.skip_threshold
+    assert model.predict_proba([sure, unsure])[0] == pytest.approx(
+        model.local.predict_proba([sure])[0]
+    )
+
+
+def test_without_a_skip_precision_every_ticket_is_embedded() -> None:
+    encoder = _CountingEncoder()
+    model = fit_hybrid(
+        _distinct_topics(150),
+        embedder=Embedder(encoder, kind="numpy"),
+        parameters=HybridParameters(skip_precision=None),
+    )
+    encoder.seen.clear()
+
+    model.predict(["refund money back reimburse", "parcel password money"])
+
+    assert model.skip_threshold is None
+    assert encoder.seen == ["refund money back reimburse", "parcel password money"]
+
+
+def test_too_few_examples_to_be_sure_of_tfidf_embed_every_ticket(model: HybridModel) -> None:
+    # 18 examples cannot show 99 % precision with 95 % confidence.
+    assert model.skip_threshold is None
+
+
+def test_skip_threshold_survives_save_and_load(
+    skipping: tuple[HybridModel, _CountingEncoder], tmp_path: Path
+) -> None:
+    model, _ = skipping
+    path = tmp_path / "skipping.pkl.gz"
+    model.save(path)
+
+    loaded = HybridModel.load(path)
+    loaded._encoder = _HashEncoder()
+
+    assert loaded.skip_threshold == model.skip_threshold
+    texts = ["refund money back reimburse", "parcel password money"]
+    assert loaded.predict(texts) == model.predict(texts)

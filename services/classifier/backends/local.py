@@ -256,16 +256,26 @@ class LocalModel:
         """Return name `tfidf-lr`, the data/hyperparameter version, backend `local`."""
         return self._info
 
-    def predict_proba(self, texts: list[str]) -> FloatArray:
-        """Return calibrated probabilities, one row per text, columns in `labels` order."""
+    def logits(self, texts: list[str]) -> FloatArray:
+        """Return the uncalibrated margins, one row per text, columns in `labels` order."""
         if not texts:
             return np.zeros((0, len(self.labels)))
-        features = transform(self._fitted.vectorizer, texts)
-        return _softmax(_logits(self._fitted.classifier, features) / self.temperature)
+        return _logits(self._fitted.classifier, transform(self._fitted.vectorizer, texts))
+
+    def calibrated(self, logits: FloatArray) -> FloatArray:
+        """Return the calibrated probabilities of margins from `logits`."""
+        return _softmax(logits / self.temperature)
+
+    def predict_proba(self, texts: list[str]) -> FloatArray:
+        """Return calibrated probabilities, one row per text, columns in `labels` order."""
+        return self.calibrated(self.logits(texts))
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Return one prediction per text: category, confidence, alternatives, out of scope."""
-        probabilities = self.predict_proba(texts)
+        return self.predictions(texts, self.predict_proba(texts))
+
+    def predictions(self, texts: list[str], probabilities: FloatArray) -> list[Prediction]:
+        """Return the predictions for `texts` whose calibrated probabilities are given."""
         # A stable sort on the negated row keeps ties in label (alphabetical) order.
         orders = np.argsort(-probabilities, axis=1, kind="stable")
         k = self.hyperparameters.alternatives
@@ -429,11 +439,35 @@ def fit(
     # service should not grab every core to train.
     with threadpool_limits(limits=1, user_api="blas"):
         logits, covered = _out_of_fold(texts, targets, hp, folds=folds, seed=seed)
-        temperature = _fit_temperature(logits, targets)
-        confidence = _softmax(logits / temperature).max(axis=1)
-        scores = out_of_scope_score(covered, confidence, vocabulary_weight=hp.oos_vocabulary_weight)
-        threshold = float(np.clip(np.quantile(scores, 1.0 - hp.oos_target_fpr), 0.35, 0.9))
         fitted = _fit_once(texts, targets, hp)
+    return from_out_of_fold(
+        examples, logits, covered, fitted, folds=folds, seed=seed, hyperparameters=hp
+    )
+
+
+def from_out_of_fold(
+    examples: Examples,
+    logits: FloatArray,
+    covered: FloatArray,
+    fitted: _Fitted,
+    *,
+    folds: int,
+    seed: int,
+    hyperparameters: Hyperparameters,
+) -> LocalModel:
+    """Assemble a model from its out-of-fold logits and coverage and its final fit.
+
+    `fit` computes these itself; the hybrid backend computes the same folds anyway and
+    builds its TF-IDF member with this.
+    """
+    hp = hyperparameters
+    labels = sorted(examples.counts())
+    texts = list(examples.texts)
+    targets = np.searchsorted(labels, examples.labels)
+    temperature = _fit_temperature(logits, targets)
+    confidence = _softmax(logits / temperature).max(axis=1)
+    scores = out_of_scope_score(covered, confidence, vocabulary_weight=hp.oos_vocabulary_weight)
+    threshold = float(np.clip(np.quantile(scores, 1.0 - hp.oos_target_fpr), 0.35, 0.9))
     report = TrainingReport(
         examples=len(texts),
         categories=len(labels),
@@ -607,6 +641,7 @@ __all__ = [
     "coverage",
     "default_model",
     "fit",
+    "from_out_of_fold",
     "model_version",
     "out_of_scope_score",
     "read_examples",
