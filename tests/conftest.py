@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from pydantic import Field
@@ -16,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import KafkaSettings
 from tests.waiting import eventually
+
+if TYPE_CHECKING:
+    from services.audit.repository import PostgresAuditRepository
 
 
 class TestEnvironment(BaseSettings):
@@ -117,3 +121,24 @@ async def fresh_database(database_url: str) -> AsyncIterator[str]:
         await eventually(dropped, timeout=60, interval=0.5, what=f"dropping {name}")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def audit_database(fresh_database: str) -> str:
+    """A fresh database with every audit migration applied."""
+    import asyncio
+
+    from services.audit.migrate import apply_migrations
+
+    await asyncio.to_thread(apply_migrations, fresh_database)
+    return fresh_database
+
+
+@pytest.fixture
+async def audit_store(audit_database: str) -> AsyncIterator[PostgresAuditRepository]:
+    """The audit store on a fresh, migrated database (connected as the migrating role)."""
+    from services.audit.repository import PostgresAuditRepository, connect_pool
+
+    pool = await connect_pool(audit_database, min_size=1, max_size=2)
+    yield PostgresAuditRepository(pool)
+    await pool.close()

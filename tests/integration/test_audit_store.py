@@ -59,13 +59,6 @@ def _with_credentials(url: str, user: str, password: str) -> str:
 
 
 @pytest.fixture
-async def audit_database(fresh_database: str) -> str:
-    """A fresh database with the audit migrations applied."""
-    await asyncio.to_thread(apply_migrations, fresh_database)
-    return fresh_database
-
-
-@pytest.fixture
 async def pool(audit_database: str) -> AsyncIterator[asyncpg.Pool[asyncpg.Record]]:
     """A pool connected as the migrating role (a member of the owner role)."""
     pool = await connect_pool(audit_database, min_size=1, max_size=2)

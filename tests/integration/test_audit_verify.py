@@ -46,13 +46,6 @@ def _rows(count: int, *, ticket: str = "T-{n}", start: int = 0) -> list[AuditRow
 
 
 @pytest.fixture
-async def audit_database(fresh_database: str) -> str:
-    """A fresh database with every audit migration applied."""
-    await asyncio.to_thread(apply_migrations, fresh_database)
-    return fresh_database
-
-
-@pytest.fixture
 async def store(audit_database: str) -> AsyncIterator[PostgresAuditRepository]:
     """The audit store, as the migrating role, with 30 rows recorded in three batches."""
     pool = await connect_pool(audit_database, min_size=1, max_size=2)

@@ -19,8 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from typer.testing import CliRunner, Result
 
-from services.audit.migrate import apply_migrations
-from services.audit.repository import PostgresAuditRepository, connect_pool
+from services.audit.repository import PostgresAuditRepository
 from services.cli.dlq import REPLAY_HEADER
 from services.cli.main import app
 from shared.codec import encode
@@ -41,24 +40,9 @@ ACTOR = "ops-alice"
 
 
 @pytest.fixture
-async def audit_database(fresh_database: str) -> str:
-    """A fresh, migrated audit database."""
-    await asyncio.to_thread(apply_migrations, fresh_database)
-    return fresh_database
-
-
-@pytest.fixture
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model cache shared by the tests of the session (training happens once)."""
     return tmp_path_factory.getbasetemp() / "models"
-
-
-@pytest.fixture
-async def store(audit_database: str) -> AsyncIterator[PostgresAuditRepository]:
-    """The audit store the CLI reads."""
-    pool = await connect_pool(audit_database, min_size=1, max_size=2)
-    yield PostgresAuditRepository(pool)
-    await pool.close()
 
 
 @pytest.fixture
@@ -89,9 +73,9 @@ async def _failed_processing(kafka: KafkaSettings, topics: Topics, ticket_ids: l
     await publish(kafka, topics.deadletter, [(lt.ticket_id.encode(), encode(lt)) for lt in letters])
 
 
-async def _dead_letter_id(store: PostgresAuditRepository, ticket_id: str) -> str:
+async def _dead_letter_id(audit_store: PostgresAuditRepository, ticket_id: str) -> str:
     entries = await eventually(
-        lambda: store.dead_letters(ticket_prefix=ticket_id),
+        lambda: audit_store.dead_letters(ticket_prefix=ticket_id),
         what=f"the dead letter of {ticket_id} in the trail",
     )
     return entries[0].event_id
@@ -128,18 +112,18 @@ async def _replay_headers(kafka: KafkaSettings, topic: str, count: int) -> list[
     return found
 
 
-async def _kinds(store: PostgresAuditRepository, ticket_id: str) -> list[str]:
-    return [event["event_type"] for event in await store.trail_events(ticket_id)]
+async def _kinds(audit_store: PostgresAuditRepository, ticket_id: str) -> list[str]:
+    return [event["event_type"] for event in await audit_store.trail_events(ticket_id)]
 
 
 async def test_a_dead_letter_valid_again_is_replayed_once_audited_and_makes_no_second_trail(
     kafka_settings: KafkaSettings,
     audit_database: str,
-    store: PostgresAuditRepository,
+    audit_store: PostgresAuditRepository,
     pipeline: Topics,
 ) -> None:
     await _failed_processing(kafka_settings, pipeline, ["R-1"])
-    letter_id = await _dead_letter_id(store, "R-1")
+    letter_id = await _dead_letter_id(audit_store, "R-1")
 
     first = await _dlq(kafka_settings, audit_database, "replay", letter_id, "--note", "timeout")
     assert first.exit_code == 0, first.output
@@ -152,14 +136,14 @@ async def test_a_dead_letter_valid_again_is_replayed_once_audited_and_makes_no_s
         "ticket.routed",
     ]
     await eventually(
-        lambda: _kinds(store, "R-1"),
+        lambda: _kinds(audit_store, "R-1"),
         until=lambda kinds: sorted(kinds) == sorted(complete),
         what="the replayed ticket's trail",
     )
     again = await _dlq(kafka_settings, audit_database, "replay", letter_id)
     forced = await _dlq(kafka_settings, audit_database, "replay", letter_id, "--force")
     replays = await eventually(
-        lambda: store.replays_of(letter_id), until=lambda r: len(r) == 2, what="two replays"
+        lambda: audit_store.replays_of(letter_id), until=lambda r: len(r) == 2, what="two replays"
     )
     inbound = await read_until(kafka_settings, [pipeline.inbound], lambda r: len(r) >= 2)
     headers = await _replay_headers(kafka_settings, pipeline.inbound, 2)
@@ -169,7 +153,7 @@ async def test_a_dead_letter_valid_again_is_replayed_once_audited_and_makes_no_s
     assert "already_replayed" in again.output
     assert forced.exit_code == 0, forced.output
     # The same bytes are the same event: the forced replay added no second trail.
-    kinds = await _kinds(store, "R-1")
+    kinds = await _kinds(audit_store, "R-1")
     assert sorted(kinds) == sorted([*complete, "ticket.dead_letter_replayed"])
     assert [(r["replay_number"], r["forced"], r["actor"]) for r in replays] == [
         (1, False, ACTOR),
@@ -192,14 +176,14 @@ async def test_a_dead_letter_valid_again_is_replayed_once_audited_and_makes_no_s
 async def test_a_dead_letter_still_invalid_is_refused_until_a_corrected_message_is_given(
     kafka_settings: KafkaSettings,
     audit_database: str,
-    store: PostgresAuditRepository,
+    audit_store: PostgresAuditRepository,
     pipeline: Topics,
     tmp_path: Path,
 ) -> None:
     await publish(
         kafka_settings, pipeline.inbound, [(b"R-2", b'{"ticket_id": 7, "body": "refund"}')]
     )
-    letter_id = await _dead_letter_id(store, "R-2")
+    letter_id = await _dead_letter_id(audit_store, "R-2")
     corrected = tmp_path / "corrected.json"
     corrected.write_bytes(_ticket("R-2"))
 
@@ -208,13 +192,13 @@ async def test_a_dead_letter_still_invalid_is_refused_until_a_corrected_message_
         kafka_settings, audit_database, "replay", letter_id, "--body-file", str(corrected),
         "--dry-run",
     )  # fmt: skip
-    assert await store.replays_of(letter_id) == []
+    assert await audit_store.replays_of(letter_id) == []
     replayed = await _dlq(
         kafka_settings, audit_database, "replay", letter_id, "--body-file", str(corrected)
     )
-    replays = await eventually(lambda: store.replays_of(letter_id), what="the replay record")
+    replays = await eventually(lambda: audit_store.replays_of(letter_id), what="the replay record")
     await eventually(
-        lambda: _kinds(store, "R-2"),
+        lambda: _kinds(audit_store, "R-2"),
         until=lambda kinds: "ticket.routed" in kinds,
         what="the corrected ticket routed",
     )
@@ -235,13 +219,13 @@ async def test_a_dead_letter_still_invalid_is_refused_until_a_corrected_message_
 async def test_replaying_by_reason_takes_every_matching_dead_letter_and_nothing_else(
     kafka_settings: KafkaSettings,
     audit_database: str,
-    store: PostgresAuditRepository,
+    audit_store: PostgresAuditRepository,
     pipeline: Topics,
 ) -> None:
     await _failed_processing(kafka_settings, pipeline, ["R-3", "R-4"])
     await publish(kafka_settings, pipeline.inbound, [(b"R-5", b"{not json")])
     for ticket_id in ("R-3", "R-4", "R-5"):
-        await _dead_letter_id(store, ticket_id)
+        await _dead_letter_id(audit_store, ticket_id)
 
     preview = await _dlq(
         kafka_settings, audit_database, "replay", "--reason", "processing_error", "--dry-run"
@@ -249,7 +233,7 @@ async def test_replaying_by_reason_takes_every_matching_dead_letter_and_nothing_
     both = await _dlq(kafka_settings, audit_database, "replay", "--reason", "processing_error")
     for ticket_id in ("R-3", "R-4"):
         await eventually(
-            lambda tid=ticket_id: _kinds(store, tid),  # type: ignore[misc]
+            lambda tid=ticket_id: _kinds(audit_store, tid),  # type: ignore[misc]
             until=lambda kinds: "ticket.routed" in kinds,
             what=f"{ticket_id} routed",
         )
@@ -263,8 +247,8 @@ async def test_replaying_by_reason_takes_every_matching_dead_letter_and_nothing_
     assert "replayed 2, refused 0" in both.output
     assert invalid.exit_code == 1
     assert "still_invalid:invalid_json" in invalid.output
-    assert "ticket.routed" not in await _kinds(store, "R-5")
+    assert "ticket.routed" not in await _kinds(audit_store, "R-5")
     assert neither.exit_code == 2
     # The list names each dead letter by the id that show and replay take.
     for ticket_id in ("R-3", "R-4", "R-5"):
-        assert await _dead_letter_id(store, ticket_id) in listed.output
+        assert await _dead_letter_id(audit_store, ticket_id) in listed.output

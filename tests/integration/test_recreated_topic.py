@@ -8,14 +8,10 @@ and audited as two entries.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.audit.migrate import apply_migrations
-from services.audit.repository import DeadLetterEntry, PostgresAuditRepository, connect_pool
+from services.audit.repository import DeadLetterEntry, PostgresAuditRepository
 from shared.kafka import admin_client_kwargs
 from shared.settings import KafkaSettings
 from shared.topics import Topics, ensure_topics
@@ -27,15 +23,6 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.integration
 
 KEY = b"RECREATED-1"  # one key: both records go to the same partition, at offset 0
-
-
-@pytest.fixture
-async def store(fresh_database: str) -> AsyncIterator[PostgresAuditRepository]:
-    """The audit store, migrated."""
-    await asyncio.to_thread(apply_migrations, fresh_database)
-    pool = await connect_pool(fresh_database, min_size=1, max_size=2)
-    yield PostgresAuditRepository(pool)
-    await pool.close()
 
 
 async def _recreate(kafka: KafkaSettings, topic: str) -> None:
@@ -54,9 +41,9 @@ async def _recreate(kafka: KafkaSettings, topic: str) -> None:
     await ensure_topics(kafka, [topic])
 
 
-async def _letters(store: PostgresAuditRepository, count: int) -> list[DeadLetterEntry]:
+async def _letters(audit_store: PostgresAuditRepository, count: int) -> list[DeadLetterEntry]:
     return await eventually(
-        lambda: store.dead_letters(ticket_prefix=KEY.decode()),
+        lambda: audit_store.dead_letters(ticket_prefix=KEY.decode()),
         until=lambda letters: len(letters) >= count,
         timeout=90,
         what=f"{count} audited dead letters of {KEY.decode()}",
@@ -66,23 +53,23 @@ async def _letters(store: PostgresAuditRepository, count: int) -> list[DeadLette
 async def test_a_bad_record_at_a_recreated_topics_old_offset_is_dead_lettered_and_audited(
     kafka_settings: KafkaSettings,
     fresh_database: str,
-    store: PostgresAuditRepository,
+    audit_store: PostgresAuditRepository,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     models = tmp_path_factory.getbasetemp() / "models"
     topics: Topics = await create_topics(kafka_settings)
     async with running(*pipeline_apps(kafka_settings, fresh_database, models)):
         await publish(kafka_settings, topics.inbound, [(KEY, b'{"body": "first, cut')])
-        (first,) = await _letters(store, 1)
+        (first,) = await _letters(audit_store, 1)
 
     await _recreate(kafka_settings, topics.inbound)
     async with running(*pipeline_apps(kafka_settings, fresh_database, models)):
         await publish(kafka_settings, topics.inbound, [(KEY, b'{"body": "second, cut')])
-        letters = await _letters(store, 2)
+        letters = await _letters(audit_store, 2)
 
     assert len({letter.event_id for letter in letters}) == 2
     assert first.event_id in {letter.event_id for letter in letters}
-    trail = await store.trail_events(KEY.decode())
+    trail = await audit_store.trail_events(KEY.decode())
     # The case this is about: the second record sat where the first one had.
     assert {(e["original_partition"], e["original_offset"]) for e in trail} == {
         (trail[0]["original_partition"], 0)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from services.audit.migrate import apply_migrations
 from services.audit.repository import (
     OutcomeReport,
     PostgresAuditRepository,
@@ -38,10 +37,9 @@ HEADER_NAVY = bytes.fromhex("1f2a44")
 
 
 @pytest.fixture
-async def scenario_report(fresh_database: str) -> AsyncIterator[OutcomeReport]:
+async def scenario_report(audit_database: str) -> AsyncIterator[OutcomeReport]:
     """The scenario's report with every grouping and a daily timeline."""
-    await asyncio.to_thread(apply_migrations, fresh_database)
-    pool = await connect_pool(fresh_database, min_size=1, max_size=1)
+    pool = await connect_pool(audit_database, min_size=1, max_size=1)
     try:
         await PostgresAuditRepository(pool).insert(scenario_rows())
         yield await PostgresOutcomeStore(pool).report(
