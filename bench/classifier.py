@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from services.classifier.app import limit_compute_threads
 from services.classifier.backends.local import Examples, read_examples
 from services.classifier.evaluation import TRAINERS, Report, evaluate_files
 from services.policy import parse_policy
@@ -244,7 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--merge", action="store_true", help="keep other backends' results in --out-dir"
     )
+    parser.add_argument(
+        "--compute-threads",
+        type=int,
+        default=1,
+        help="numeric libraries' threads, as in a service copy (0: the libraries' choice)",
+    )
     args = parser.parse_args(argv)
+    limit_compute_threads(args.compute_threads)
     train = read_examples(args.data / "train.csv")
     test = read_examples(args.data / "test.csv")
     results: dict[str, Any] = {

@@ -467,10 +467,12 @@ def _train_hybrid(examples: Examples) -> Backend:
 
 @functools.cache
 def _training_embedder() -> Embedder:
-    from services.classifier.backends.hybrid import Embedder, HybridParameters
+    from services.classifier.backends.hybrid import Embedder, HybridParameters, make_encoder
 
     # One per process: cross-validation embeds each training text once, not once per fold.
-    return Embedder(kind=HybridParameters().encoder)
+    # One thread, as the service's copies embed: the measured CPU per ticket is theirs.
+    kind = HybridParameters().encoder
+    return Embedder(make_encoder(kind, threads=1), kind=kind)
 
 
 # The backends `triageflow eval` can train from a labelled file, by name.

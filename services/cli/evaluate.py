@@ -48,8 +48,17 @@ def eval_command(
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
     batch_size: Annotated[int, typer.Option(min=1, help="Tickets per classify call.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    compute_threads: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Threads of the numeric libraries, as TRIAGEFLOW_CLASSIFIER_COMPUTE_THREADS "
+            "in a service copy (default 1, what a copy uses; 0: the libraries' own choice).",
+        ),
+    ] = 1,
 ) -> None:
     """Evaluate a classifier: accuracy, macro-F1, calibration, coverage, policy mode mix, OOS."""
+    from services.classifier.app import limit_compute_threads
     from services.classifier.backends.local import ExamplesError, read_examples
     from services.classifier.evaluation import TRAINERS, evaluate_files
     from services.policy import PolicyError, load_default_policy, load_policy
@@ -63,6 +72,8 @@ def eval_command(
     except (ExamplesError, PolicyError) as error:
         err.print(f"[red]cannot evaluate[/red]: {error}", highlight=False)
         raise typer.Exit(1) from error
+    # Measured like a service copy: idle pool threads spin and would inflate CPU per ticket.
+    limit_compute_threads(compute_threads)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -126,6 +126,28 @@ TOPICS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def thread_caps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """What `eval` capped the thread pools at (recorded, not applied to the test process)."""
+    caps: list[int] = []
+    monkeypatch.setattr("services.classifier.app.limit_compute_threads", caps.append)
+    return caps
+
+
+def test_eval_caps_thread_pools_as_a_service_copy_does_unless_told_otherwise(
+    tmp_path: Path, thread_caps: list[int]
+) -> None:
+    rows = [(text, label) for label, texts in TOPICS.items() for text in texts]
+    train = write_csv(tmp_path / "train.csv", rows * 2)
+    command = ["eval", "--train", str(train), "--test", str(train), "--folds", "2", "--json"]
+
+    first = CliRunner().invoke(app, command)
+    second = CliRunner().invoke(app, [*command, "--compute-threads", "0"])
+
+    assert first.exit_code == second.exit_code == 0, first.output + second.output
+    assert thread_caps == [1, 0]
+
+
 def test_eval_with_a_target_precision_reports_the_threshold_fit_on_train(tmp_path: Path) -> None:
     rows = [(text, label) for label, texts in TOPICS.items() for text in texts]
     train = write_csv(tmp_path / "train.csv", rows * 2)

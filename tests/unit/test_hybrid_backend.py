@@ -310,3 +310,20 @@ def test_skip_threshold_survives_save_and_load(
     assert loaded.skip_threshold == model.skip_threshold
     texts = ["refund money back reimburse", "parcel password money"]
     assert loaded.predict(texts) == model.predict(texts)
+
+
+def test_a_model_trained_without_a_given_encoder_serves_with_a_one_thread_encoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[int] = []
+
+    def make_encoder(kind: str, cache_dir: Path | None = None, *, threads: int = 0) -> _HashEncoder:
+        made.append(threads)
+        return _HashEncoder()
+
+    monkeypatch.setattr("services.classifier.backends.hybrid.make_encoder", make_encoder)
+    model = fit_hybrid(_distinct_topics(20), parameters=HybridParameters(encoder="numpy"))
+    model.predict(["parcel password money"])
+
+    # Training may use every core; serving, like a loaded model, embeds on one thread.
+    assert made == [0, 1]

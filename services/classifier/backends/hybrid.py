@@ -396,6 +396,9 @@ def fit_hybrid(
     counts = examples.counts()
     if len(counts) < 2 or min(counts.values()) < 2:
         raise ExamplesError("training needs two labels with at least two examples each")
+    # The model serves with its own one-thread encoder (see `_embed`), not with a training
+    # encoder that uses every core; a caller's stand-in encoder is kept.
+    serving = None if embedder is None else embedder.encoder
     embedder = embedder or Embedder(make_encoder(p.encoder, cache_dir), kind=p.encoder)
     # The model embeds at run time with the encoder it learnt from, whatever `p` said.
     p = dataclasses.replace(p, encoder=embedder.kind)
@@ -470,7 +473,7 @@ def fit_hybrid(
         oos_threshold=threshold,
         parameters=p,
         training_sha256=examples.sha256,
-        encoder=embedder.encoder,
+        encoder=serving,
         cache_dir=cache_dir,
     )
 
