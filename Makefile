@@ -104,9 +104,10 @@ bench-classifier: install ## Banking77 train→test benchmark of the classifier 
 	nice -n 10 $(BIN)/python bench/classifier.py --folds 3 --backend local --backend hybrid
 
 .PHONY: bench-classifier-service
-bench-classifier-service: install ## One classifier service through Kafka: tickets/s, CPU, latency (after infra-up; bench/classifier-service.md)
+bench-classifier-service: install ## Classifier service through Kafka on Banking77: tickets/s, CPU, latency (after infra-up; bench/classifier-service.md)
 	$(BIN)/python bench/classifier_service.py --backend local --backend hybrid \
-		--copies 1 --copies 2 --batch-max-records 500 --batch-max-records 32
+		--copies 1 --copies 2 --batch-max-records 500 --batch-max-records 32 \
+		--dataset ../shared/datasets/banking77
 
 .PHONY: bench
 bench: install ## Pipeline throughput/latency vs a raw aiokafka chain (after infra-up; bench/results.md)

@@ -2,7 +2,7 @@
 
     make bench-classifier-service   # or: .venv/bin/python bench/classifier_service.py
         [--backend local --backend hybrid] [--batch-max-records N ...] [--copies N ...]
-        [--tickets N]
+        [--tickets N] [--dataset ../shared/datasets/banking77]
 
 For each backend, number of copies and batch size: that many classifier copies (one
 consumer group) consume `tickets.inbound` in batches and publish `ticket.classified` (the real
@@ -17,6 +17,10 @@ committed). Measured on the local Kafka:
   minus the due time of its ticket (queueing, batching, the model and the signals);
 * classification time per batch (the service's own log line: decode, model, signals,
   publish and acknowledgement), p50/p99.
+
+With `--dataset DIR` the service learns from `DIR/train.csv` and classifies the texts of
+`DIR/test.csv` (Banking77: issue #4's real data) instead of the shipped examples and the
+sample tickets; the model is trained once, before the copies start, into a cache they share.
 
 Writes bench/classifier-service.{json,md}.
 """
@@ -53,13 +57,14 @@ from bench.pipeline import (
     wait_services,
 )
 from services.audit.migrate import apply_migrations
+from services.classifier.backends.local import read_examples, train_local_cached
 from shared.kafka import client_kwargs, producer_kwargs
 from shared.settings import KafkaSettings, ServiceSettings
 from shared.topics import Topics, ensure_topics
 
 DEFAULT_BATCH: int = ServiceSettings.model_fields["batch_max_records"].default
 # Saturation-run sizes: about 15 s of each backend's throughput, so start-up is noise.
-TICKETS: dict[str, int] = {"local": 10_000, "hybrid": 1_500}
+TICKETS: dict[str, int] = {"local": 10_000, "hybrid": 4_000}
 
 
 class Arrivals:
@@ -159,12 +164,15 @@ async def measure_backend(
         "TRIAGEFLOW_CLASSIFIER_BATCH_MAX_RECORDS": str(batch_max_records),
         "PYTHONPATH": str(BENCH.parent),
     }
+    if args.dataset is not None:
+        env["TRIAGEFLOW_CLASSIFIER_EXAMPLES_CSV"] = str(args.dataset / "train.csv")
+        env["TRIAGEFLOW_CLASSIFIER_MODEL_CACHE_DIR"] = str(args.model_cache)
     procs = [
         await spawn_service("classifier", copy, env=env, logs=logs) for copy in range(1, copies + 1)
     ]
     producer = AIOKafkaProducer(**producer_kwargs(kafka))
     arrivals = Arrivals()
-    templates = ticket_templates()
+    templates = dataset_templates(args.dataset) if args.dataset else ticket_templates()
     try:
         await wait_services(procs)
         await producer.start()
@@ -230,6 +238,24 @@ async def measure_backend(
     return result
 
 
+def dataset_templates(directory: Path) -> list[dict[str, Any]]:
+    """Return one ticket per text of `directory/test.csv`, shaped like a sample ticket."""
+    shape = ticket_templates()[0] | {"subject": "", "metadata": {}}
+    return [shape | {"body": text} for text in read_examples(directory / "test.csv").texts]
+
+
+def train_once(backend: str, directory: Path, cache: Path) -> None:
+    """Train `backend` on `directory/train.csv` into `cache`, where the copies find it."""
+    csv = directory / "train.csv"
+    if backend == "hybrid":
+        from services.classifier.backends.hybrid import train_hybrid_cached
+
+        train_hybrid_cached(csv, cache)
+    else:
+        train_local_cached(csv, cache)
+    log(f"{backend} model for {csv} ready in {cache}")
+
+
 def markdown(results: dict[str, Any]) -> str:
     """Return the results as a markdown table."""
     m = results["machine"]
@@ -240,6 +266,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"(per row: `tickets` sample tickets at once, then {results['seconds']} s open loop "
         f"at half the sustained rate). Machine: {m['cpu']}, {m['cores']} cores, Python "
         f"{m['python']}; load average {m['load_average_before'][0]} before.",
+        "",
+        f"Examples learnt and tickets classified: {results['data']}.",
         "",
         "Classifier copies (one consumer group), consuming from Kafka in batches and "
         "publishing with acknowledgements, text signals included. Targets (issue #4): "
@@ -276,11 +304,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "seconds": args.seconds,
+        "data": (
+            f"`{args.dataset.name}` train.csv → test.csv texts"
+            if args.dataset
+            else "the shipped examples → the sample tickets"
+        ),
         "backends": [],
     }
     load_before = os.getloadavg()
     for backend in args.backend or ["local"]:
         tickets = args.tickets or TICKETS[backend]
+        if args.dataset is not None:
+            await asyncio.to_thread(train_once, backend, args.dataset, args.model_cache)
         for copies in args.copies or [1]:
             for size in args.batch_max_records or [DEFAULT_BATCH]:
                 result = await measure_backend(
@@ -308,6 +343,18 @@ def main() -> None:
         "--tickets",
         type=int,
         help=f"tickets of the saturation run (default per backend: {TICKETS})",
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        help="a directory with train.csv and test.csv (text,label): learn from the first, "
+        "classify the texts of the second (default: shipped examples, sample tickets)",
+    )
+    parser.add_argument(
+        "--model-cache",
+        type=Path,
+        default=BENCH.parent / ".local" / "bench-models",
+        help="where --dataset models are trained to and loaded from",
     )
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=15.0)

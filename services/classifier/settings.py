@@ -23,7 +23,7 @@ class ClassifierSettings(StageSettings):
     backend: Literal["local", "hybrid", "llm", "cascade"] = Field(
         default="local",
         description="local: offline TF-IDF model; hybrid: offline TF-IDF + MiniLM (onnxruntime) "
-        "with a learnt confidence, more accurate but ~10x the CPU per ticket; llm: an "
+        "with a learnt confidence, more accurate but ~5x the CPU per ticket; llm: an "
         "OpenAI-compatible endpoint, falling back to local (degraded) on failure; cascade: "
         "local first, the LLM for the uncertain band.",
     )
