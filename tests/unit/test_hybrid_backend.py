@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import pickle
 import zlib
@@ -274,7 +275,14 @@ def test_tickets_tfidf_is_sure_of_skip_the_encoder_and_get_its_prediction(
 
     assert model.skip_threshold is not None
     assert encoder.seen == [unsure]
-    assert predictions[0] == model.local.predict([sure])[0]
+    # TF-IDF's own prediction, naming the model that made it; the embedded one names none
+    # (the hybrid model itself, `info`, is recorded for it).
+    assert predictions[0] == dataclasses.replace(
+        model.local.predict([sure])[0], model=model.local.info
+    )
+    assert predictions[0].model is not None
+    assert predictions[0].model.name == "tfidf-lr"
+    assert predictions[1].model is None
     assert predictions[0].category == "refund"
     assert predictions[0].confidence >= model.skip_threshold
     assert model.predict_proba([sure, unsure])[0] == pytest.approx(

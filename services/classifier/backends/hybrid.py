@@ -288,7 +288,8 @@ class HybridModel:
         """Return one prediction per text: category, confidence, alternatives, out of scope.
 
         Texts TF-IDF is sure of get the TF-IDF model's own prediction (its calibrated
-        probability, its vocabulary-coverage out-of-scope check); the rest are embedded.
+        probability, its vocabulary-coverage out-of-scope check), naming that model, so the
+        trail shows which tickets MiniLM never saw; the rest are embedded.
         """
         tfidf, sure = self._sure(texts)
         result: dict[int, Prediction] = {}
@@ -296,7 +297,8 @@ class HybridModel:
         local = self.local.predictions(
             [texts[i] for i in quick], self.local.calibrated(tfidf[quick])
         )
-        result.update(zip(quick.tolist(), local, strict=True))
+        named = [dataclasses.replace(p, model=self.local.info) for p in local]
+        result.update(zip(quick.tolist(), named, strict=True))
         rest = np.flatnonzero(~sure)
         embedded = self._embedded_predictions([texts[i] for i in rest], tfidf[rest])
         result.update(zip(rest.tolist(), embedded, strict=True))
