@@ -22,7 +22,7 @@ probability and vocabulary-coverage out-of-scope check, exactly `local`'s predic
 its confidence reaches the lowest threshold at which its out-of-fold predictions are right
 at least `skip_precision` (99.5 %) of the time, by the same Wilson bound `eval` uses. On
 Banking77 about 45 % of test tickets skip the encoder, CPU per ticket falls from 8.9 to
-4.1 ms, and accuracy, calibration and the share handled autonomously at 99 % precision stay
+3.9 ms, and accuracy, calibration and the share handled autonomously at 99 % precision stay
 those of embedding every ticket (docs/classifier.md). Which path a ticket takes depends on
 its text and the model only, never on its batch.
 
