@@ -149,5 +149,6 @@ def _follow_control_topic(
         ModelRegistry(registry_dir),
         configured=configured,
         compose=local_part_swapper(configured),
+        cache_dir=settings.model_cache_dir,
     )
     follow_control_topic(app, settings.kafka, control.on_change)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from loguru import logger
 
 from services.classifier.backends.base import AsyncBackend, Backend
 from services.classifier.backends.cascade import CascadeBackend
+from services.classifier.backends.hybrid import HybridModel
 from services.classifier.backends.llm import FallbackBackend
 from services.classifier.backends.local import LocalModel
 from services.classifier.handlers import ClassifierHandler
@@ -28,10 +30,11 @@ def local_part_swapper(configured: Backend | AsyncBackend) -> Compose | None:
     """Return how a promoted (local, registry) model takes the place of the local model in
     `configured`, or None when `configured` has no local part a registry model can replace.
 
-    local: the promoted model itself; cascade: the same LLM and band around it; llm: the
-    same LLM with it as the fallback. The hybrid backend is its own kind of artefact.
+    local and hybrid: the promoted model itself (`triageflow learn` trains the kind its
+    `TRIAGEFLOW_LEARN_BACKEND` names); cascade: the same LLM and band around it; llm: the
+    same LLM with it as the fallback.
     """
-    if isinstance(configured, LocalModel):
+    if isinstance(configured, LocalModel | HybridModel):
         return lambda model: model
     if isinstance(configured, CascadeBackend):
         llm, low, high = configured.llm, configured.low, configured.high
@@ -52,9 +55,12 @@ class ModelControl:
         *,
         configured: Backend | AsyncBackend,
         compose: Compose | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self._handler = handler
         self._registry = registry
+        # Where a hybrid model builds its encoder (the classifier's model cache).
+        self._cache_dir = cache_dir
         self._configured = configured
         # How a promoted model becomes the live backend; None: promotions are ignored (the
         # candidate is still shadowed).
@@ -88,7 +94,7 @@ class ModelControl:
     async def _load(self, version: str) -> Backend | None:
         try:
             # Loading unpickles a model: seconds of CPU that must not stall the event loop.
-            return await asyncio.to_thread(self._registry.load, version)
+            return await asyncio.to_thread(self._registry.load, version, cache_dir=self._cache_dir)
         except Exception:
             logger.exception("model {} cannot be loaded; keeping the current one", version)
             return None

@@ -24,9 +24,9 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from services.audit.repository import Pool
-    from services.classifier.backends.local import LocalModel
     from services.learning.compare import Comparison
     from services.learning.dataset import Judgement
+    from services.learning.learner import Trainable, Trainer
     from services.learning.settings import LearnSettings
     from shared.contracts import ControlEvent, ProducerInfo
 
@@ -92,13 +92,31 @@ def candidate_version(state: dict[str, ControlEvent]) -> str | None:
     return event.version if isinstance(event, ModelCandidateSet) else None
 
 
-def base_model(settings: LearnSettings) -> LocalModel:
+def base_model(settings: LearnSettings) -> Trainable:
     """Return the model the classifier uses before any promotion."""
     from services.classifier.backends.local import default_model, train_local_cached
+    from services.classifier.data import EXAMPLES, shipped
 
+    if settings.backend == "hybrid":
+        from services.classifier.backends.hybrid import train_hybrid_cached
+
+        source = settings.base_examples_csv or shipped(EXAMPLES)
+        return train_hybrid_cached(source, settings.model_cache_dir)
     if settings.base_examples_csv is not None:
         return train_local_cached(settings.base_examples_csv, settings.model_cache_dir)
     return default_model(settings.model_cache_dir)
+
+
+def trainer(settings: LearnSettings) -> Trainer:
+    """Return how `learn` trains a candidate of the classifiers' backend."""
+    from services.learning.learner import train_local
+
+    if settings.backend == "local":
+        return train_local
+    from services.classifier.backends.hybrid import fit_hybrid
+
+    cache = settings.model_cache_dir
+    return lambda examples, seed: fit_hybrid(examples, seed=seed, cache_dir=cache)
 
 
 def base_judgements(settings: LearnSettings) -> list[Judgement]:
@@ -187,9 +205,16 @@ def learn_command(
     registry = ModelRegistry(settings.registry_dir)
     state = asyncio.run(control_state(settings))
     current = live_version(state)
-    live = registry.load(current) if current else base_model(settings)
+    cache = settings.model_cache_dir
+    live = registry.load(current, cache_dir=cache) if current else base_model(settings)
     feedback = asyncio.run(feedback_judgements(_moment(since, now), now))
-    outcome = learn(base_judgements(settings), feedback, live=live, holdout_share=holdout)
+    outcome = learn(
+        base_judgements(settings),
+        feedback,
+        live=live,
+        holdout_share=holdout,
+        train=trainer(settings),
+    )
     manifest = registry.publish(
         outcome.model,
         outcome.dataset,

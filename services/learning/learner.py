@@ -10,14 +10,38 @@ this loop, which only flatters the live model).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from services.classifier.backends.base import Backend
-from services.classifier.backends.local import Hyperparameters, LocalModel, fit
+from services.classifier.backends.local import Examples, fit
 from services.learning.dataset import Dataset, Judgement, build_dataset, held_out
 
 DEFAULT_HOLDOUT_SHARE = 0.2
+
+
+class Trainable(Backend, Protocol):
+    """A trained model the registry can keep: `local`'s or `hybrid`'s."""
+
+    @property
+    def oof_accuracy(self) -> float:
+        """Accuracy of its out-of-fold predictions on its training examples."""
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write the model to `path`."""
+        ...
+
+
+# Trains a model on examples with a seed; `local`'s `fit` unless the backend is hybrid.
+Trainer = Callable[[Examples, int], Trainable]
+
+
+def train_local(examples: Examples, seed: int) -> Trainable:
+    """Train the local backend's model (TF-IDF + calibrated LR)."""
+    return fit(examples, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -40,7 +64,7 @@ class Evaluation:
 class LearnOutcome:
     """What one learner run produced."""
 
-    model: LocalModel
+    model: Trainable
     dataset: Dataset
     held_out: tuple[Judgement, ...]
     evaluation: Evaluation
@@ -53,7 +77,7 @@ class LearnOutcome:
             "held_out_tickets": self.evaluation.tickets,
             "held_out_accuracy_live": self.evaluation.live_accuracy,
             "held_out_accuracy_candidate": self.evaluation.candidate_accuracy,
-            "training_oof_accuracy": self.model.report.oof_accuracy,
+            "training_oof_accuracy": self.model.oof_accuracy,
         }
 
 
@@ -64,7 +88,7 @@ def learn(
     live: Backend,
     holdout_share: float = DEFAULT_HOLDOUT_SHARE,
     seed: int = 0,
-    hyperparameters: Hyperparameters | None = None,
+    train: Trainer = train_local,
 ) -> LearnOutcome:
     """Train a candidate on base + feedback (minus the held-out split) and score both models."""
     everything = build_dataset([*base, *feedback])
@@ -83,7 +107,7 @@ def learn(
     counts = Counter(j.label for j in training)
     dropped = tuple(sorted(label for label, n in counts.items() if n < 2))
     dataset = build_dataset(j for j in training if j.label not in dropped)
-    model = fit(dataset.examples(), seed=seed, hyperparameters=hyperparameters)
+    model = train(dataset.examples(), seed)
     return LearnOutcome(
         model=model,
         dataset=dataset,

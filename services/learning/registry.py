@@ -1,6 +1,6 @@
 """Versioned model artefacts on a directory every classifier copy can read.
 
-    <root>/<version>/model.pkl.gz    the local model (services.classifier.backends.local)
+    <root>/<version>/model.pkl.gz    the model: `local`'s, or `hybrid`'s (by the manifest's name)
     <root>/<version>/manifest.json   dataset sha256, counts by provenance, parent, metrics
     <root>/<version>/examples.csv    the exact dataset it was trained on
 
@@ -19,10 +19,14 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from services.classifier.backends.local import MODEL_NAME as LOCAL_MODEL
 from services.classifier.backends.local import LocalModel
 from services.learning.dataset import Dataset
+
+if TYPE_CHECKING:
+    from services.learning.learner import Trainable
 
 MODEL_FILE = "model.pkl.gz"
 MANIFEST_FILE = "manifest.json"
@@ -63,7 +67,7 @@ class ModelRegistry:
 
     def publish(
         self,
-        model: LocalModel,
+        model: Trainable,
         dataset: Dataset,
         *,
         parent_version: str | None,
@@ -101,10 +105,23 @@ class ModelRegistry:
             raise RegistryError(f"version {version} is not in {self.root}") from error
         return Manifest(**raw)
 
-    def load(self, version: str) -> LocalModel:
-        """Return the model of `version`, checking it is the version it claims to be."""
-        self.manifest(version)
-        model = LocalModel.load(self.path(version) / MODEL_FILE)
+    def load(self, version: str, *, cache_dir: Path | None = None) -> Trainable:
+        """Return the model of `version`, checking it is the version it claims to be.
+
+        A hybrid model builds its encoder in `cache_dir` (the classifier's model cache).
+        """
+        manifest = self.manifest(version)
+        path = self.path(version) / MODEL_FILE
+        model: Trainable
+        if manifest.model_name == LOCAL_MODEL:
+            model = LocalModel.load(path)
+        else:
+            # Imported here: the hybrid backend needs the `minilm` extra.
+            from services.classifier.backends.hybrid import MODEL_NAME, HybridModel
+
+            if manifest.model_name != MODEL_NAME:
+                raise RegistryError(f"{path}: unknown model {manifest.model_name!r}")
+            model = HybridModel.load(path, cache_dir=cache_dir)
         if model.info.version != version:
             raise RegistryError(f"{self.path(version)} holds model {model.info.version}")
         return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,11 @@ class LearnSettings(BaseSettings):
     registry_dir: Path = Field(
         default=Path(".local/models"),
         description="Model registry; the classifiers' TRIAGEFLOW_CLASSIFIER_MODEL_REGISTRY_DIR.",
+    )
+    backend: Literal["local", "hybrid"] = Field(
+        default="local",
+        description="The trainable model the classifiers run: their TRIAGEFLOW_CLASSIFIER_BACKEND "
+        "(llm and cascade run a local model; hybrid needs the minilm extra).",
     )
     base_examples_csv: Path | None = Field(
         default=None, description="Base labelled examples (text,label); default: shipped."

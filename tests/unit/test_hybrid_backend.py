@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import pickle
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from services.classifier.backends.hybrid import (
 )
 from services.classifier.backends.local import Examples, ModelFormatError
 from services.classifier.backends.minilm import MiniLMEncoder, Vectors
+from tests.factories import HashEncoder
 
 TOPICS = {
     "refund": [
@@ -119,17 +119,6 @@ def test_a_local_model_file_is_refused(tmp_path: Path) -> None:
         HybridModel.load(path)
 
 
-class _HashEncoder:
-    """Stands in for MiniLM: a fixed random unit vector per text (no model, no cost)."""
-
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> Vectors:
-        vectors: Vectors = np.stack(
-            [np.random.default_rng(zlib.crc32(t.encode())).normal(size=384) for t in texts]
-        ).astype(np.float32)
-        unit: Vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        return unit
-
-
 @pytest.fixture(scope="module")
 def noisy_model() -> HybridModel:
     # Random words, random labels: plenty of right and wrong out-of-fold predictions.
@@ -138,7 +127,7 @@ def noisy_model() -> HybridModel:
     texts = tuple(" ".join(rng.choice(words, size=4)) + f" {i}" for i in range(150))
     labels = tuple(str(rng.choice(["a", "b", "c"])) for _ in texts)
     return fit_hybrid(
-        Examples(texts, labels, "noisy"), embedder=Embedder(_HashEncoder(), kind="numpy")
+        Examples(texts, labels, "noisy"), embedder=Embedder(HashEncoder(), kind="numpy")
     )
 
 
@@ -169,7 +158,7 @@ def test_selector_survives_save_and_load(noisy_model: HybridModel, tmp_path: Pat
     path = tmp_path / "noisy.pkl.gz"
     noisy_model.save(path)
     loaded = HybridModel.load(path)
-    loaded._encoder = _HashEncoder()  # the saved model names "numpy"; keep the stand-in
+    loaded._encoder = HashEncoder()  # the saved model names "numpy"; keep the stand-in
     texts = ["card fee late money", "refund top up"]
 
     assert [p.confidence for p in loaded.predict(texts)] == pytest.approx(
@@ -221,13 +210,13 @@ def test_neighbour_vote_is_a_calibrated_member_unless_switched_off(model: Hybrid
 
 @dataclass
 class _CountingEncoder:
-    """`_HashEncoder` that remembers which texts it was asked to embed."""
+    """`HashEncoder` that remembers which texts it was asked to embed."""
 
     seen: list[str] = field(default_factory=list)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> Vectors:
         self.seen.extend(texts)
-        return _HashEncoder().encode(texts)
+        return HashEncoder().encode(texts)
 
 
 def _distinct_topics(n: int) -> Examples:
@@ -318,7 +307,7 @@ def test_skip_threshold_survives_save_and_load(
     model.save(path)
 
     loaded = HybridModel.load(path)
-    loaded._encoder = _HashEncoder()
+    loaded._encoder = HashEncoder()
 
     assert loaded.skip_threshold == model.skip_threshold
     texts = ["refund money back reimburse", "parcel password money"]
@@ -330,9 +319,9 @@ def test_a_model_trained_without_a_given_encoder_serves_with_a_one_thread_encode
 ) -> None:
     made: list[int] = []
 
-    def make_encoder(kind: str, cache_dir: Path | None = None, *, threads: int = 0) -> _HashEncoder:
+    def make_encoder(kind: str, cache_dir: Path | None = None, *, threads: int = 0) -> HashEncoder:
         made.append(threads)
-        return _HashEncoder()
+        return HashEncoder()
 
     monkeypatch.setattr("services.classifier.backends.hybrid.make_encoder", make_encoder)
     model = fit_hybrid(_distinct_topics(20), parameters=HybridParameters(encoder="numpy"))

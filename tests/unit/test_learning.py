@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from services.classifier.backends.hybrid import Embedder, HybridModel, fit_hybrid
 from services.classifier.backends.local import Examples, LocalModel, fit
 from services.classifier.handlers import ClassifierHandler
 from services.learning.compare import PairedDecision, compare, gate
@@ -36,7 +37,7 @@ from shared.contracts import (
 )
 from shared.stage import Incoming
 from shared.topics import Topics
-from tests.factories import classified, received
+from tests.factories import HashEncoder, classified, received
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 PRODUCER = ProducerInfo(service="test")
@@ -151,6 +152,41 @@ def test_the_registry_keeps_a_version_with_its_manifest_and_loads_it_back(tmp_pa
     assert [m.version for m in registry.versions()] == [manifest.version]
     with pytest.raises(RegistryError):
         registry.load("../../etc")
+
+
+def hybrid_trainer(examples: Examples, seed: int) -> HybridModel:
+    """Train `hybrid` with a stand-in encoder (no MiniLM: no model to build, no cost)."""
+    return fit_hybrid(examples, seed=seed, embedder=Embedder(HashEncoder(), kind="numpy"))
+
+
+def test_a_hybrid_candidate_is_kept_and_loaded_back_as_a_hybrid_model(tmp_path: Path) -> None:
+    base = [Judgement(t, label, "base") for label, items in TEXTS.items() for t in items]
+    outcome = learn(base, [], live=tiny_model(), holdout_share=0.2, train=hybrid_trainer)
+    registry = ModelRegistry(tmp_path / "registry")
+
+    manifest = registry.publish(
+        outcome.model, outcome.dataset, parent_version=None, metrics=outcome.metrics(), now=NOW
+    )
+    loaded = registry.load(manifest.version, cache_dir=tmp_path / "cache")
+
+    assert manifest.model_name == "tfidf-minilm-lr"
+    assert isinstance(loaded, HybridModel)
+    assert loaded.info == outcome.model.info
+    assert manifest.metrics["training_oof_accuracy"] == outcome.model.oof_accuracy
+
+
+def test_a_registered_model_of_an_unknown_kind_is_refused(tmp_path: Path) -> None:
+    base = [Judgement(t, label, "base") for label, items in TEXTS.items() for t in items]
+    outcome = learn(base, [], live=tiny_model(), holdout_share=0.2)
+    registry = ModelRegistry(tmp_path)
+    manifest = registry.publish(
+        outcome.model, outcome.dataset, parent_version=None, metrics={}, now=NOW
+    )
+    path = registry.path(manifest.version) / "manifest.json"
+    path.write_text(path.read_text().replace('"tfidf-lr"', '"someone-elses-model"'))
+
+    with pytest.raises(RegistryError, match="someone-elses-model"):
+        registry.load(manifest.version)
 
 
 def pairs(n: int, *, live_mode: str, shadow_mode: str, shadow_right: bool) -> list[PairedDecision]:

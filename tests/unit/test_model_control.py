@@ -9,6 +9,7 @@ from openai import AsyncOpenAI
 from services.classifier.backends.base import Prediction
 from services.classifier.backends.cascade import CascadeBackend
 from services.classifier.backends.llm import FallbackBackend, LlmBackend, LlmOptions
+from services.classifier.backends.local import Examples
 from services.classifier.control import ModelControl, local_part_swapper
 from services.classifier.handlers import ClassifierHandler
 from services.learning.dataset import Judgement
@@ -20,7 +21,7 @@ from shared.stage import Incoming
 from shared.topics import Topics
 from tests.factories import received
 from tests.fake_openai import small_taxonomy
-from tests.unit.test_learning import NOW, PRODUCER, TEXTS, tiny_model
+from tests.unit.test_learning import NOW, PRODUCER, TEXTS, hybrid_trainer, tiny_model
 
 
 def unused_llm() -> LlmBackend:
@@ -49,6 +50,21 @@ async def classify_one(handler: ClassifierHandler) -> TicketClassified:
     event = (await handler([record]))[0].event
     assert isinstance(event, TicketClassified)
     return event
+
+
+def test_a_promoted_model_replaces_a_hybrid_backend_whole() -> None:
+    examples = Examples(
+        tuple(t for items in TEXTS.values() for t in items),
+        tuple(label for label, items in TEXTS.items() for _ in items),
+        "sha-hybrid",
+    )
+    configured = hybrid_trainer(examples, 0)
+    promoted_model = hybrid_trainer(examples, 1)
+
+    compose = local_part_swapper(configured)
+
+    assert compose is not None
+    assert compose(promoted_model) is promoted_model
 
 
 def test_a_promoted_model_takes_the_local_place_in_a_cascade_keeping_its_llm_and_band() -> None:

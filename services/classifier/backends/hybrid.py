@@ -198,6 +198,7 @@ class HybridModel:
         memory_targets: IntArray,
         selector: HistGradientBoostingClassifier | None,
         oos_threshold: float,
+        oof_accuracy: float,
         parameters: HybridParameters,
         training_sha256: str,
         encoder: Encoder | None = None,
@@ -213,6 +214,7 @@ class HybridModel:
         self._selector = selector
         self._cache_dir = cache_dir
         self.oos_threshold = oos_threshold
+        self.oof_accuracy = oof_accuracy
         self.parameters = parameters
         self.training_sha256 = training_sha256
         self._encoder = encoder
@@ -347,6 +349,7 @@ class HybridModel:
             "memory_targets": self._memory_targets,
             "selector": self._selector,
             "oos_threshold": self.oos_threshold,
+            "oof_accuracy": self.oof_accuracy,
         }
         write_artefact(path, header, body)
 
@@ -364,6 +367,7 @@ class HybridModel:
             memory_targets=body["memory_targets"],
             selector=body["selector"],
             oos_threshold=float(body["oos_threshold"]),
+            oof_accuracy=float(body["oof_accuracy"]),
             parameters=HybridParameters(**header["parameters"]),
             training_sha256=header["training_sha256"],
             cache_dir=cache_dir,
@@ -465,16 +469,23 @@ def fit_hybrid(
             hyperparameters=hp,
         )
         final_embedding = _fit_embedding(vectors, targets, p)
+        tfidf_probabilities = local.calibrated(tfidf_oof)
+        skip = _skip_threshold(tfidf_probabilities, targets, p.skip_precision)
+        predicted = joint.argmax(axis=1)
+        if skip is not None:
+            sure = tfidf_probabilities.max(axis=1) >= skip
+            predicted = np.where(sure, tfidf_probabilities.argmax(axis=1), predicted)
     return HybridModel(
         labels=labels,
         local=local,
-        skip_threshold=_skip_threshold(local.calibrated(tfidf_oof), targets, p.skip_precision),
+        skip_threshold=skip,
         embedding=final_embedding,
         temperatures=temperatures,
         memory=vectors,
         memory_targets=targets,
         selector=selector,
         oos_threshold=threshold,
+        oof_accuracy=float((predicted == targets).mean()),
         parameters=p,
         training_sha256=examples.sha256,
         encoder=serving,

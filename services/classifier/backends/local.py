@@ -256,6 +256,11 @@ class LocalModel:
         """Return name `tfidf-lr`, the data/hyperparameter version, backend `local`."""
         return self._info
 
+    @property
+    def oof_accuracy(self) -> float:
+        """Return the accuracy of its out-of-fold predictions on its training examples."""
+        return self.report.oof_accuracy
+
     def logits(self, texts: list[str]) -> FloatArray:
         """Return the uncalibrated margins, one row per text, columns in `labels` order."""
         if not texts:
