@@ -9,8 +9,10 @@ the real classify → policy path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -138,6 +140,8 @@ class Outcome:
     out_of_scope: bool
     mode: Mode
     llm_used: bool
+    # The model named in its `ticket.classified` (hybrid: `tfidf-lr` when TF-IDF decided alone).
+    model: str = ""
 
     @property
     def correct(self) -> bool:
@@ -181,6 +185,8 @@ class Report:
     timing: Timing
     target_precision: float | None
     fitted_threshold: float | None
+    # Share of tickets each model decided (hybrid: how many the encoder never saw).
+    models: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """Return the machine-readable report: the documented keys, the rest in `details`."""
@@ -208,6 +214,7 @@ class Report:
                 "batch_ms_p99": self.timing.batch_ms_p99,
                 "ticket_ms_p99": self.timing.ticket_ms_p99,
                 "cpu_ms_per_ticket": self.timing.cpu_ms_per_ticket,
+                "models": self.models,
             },
         }
 
@@ -324,6 +331,7 @@ def run_tickets(
                     out_of_scope=event.signals.out_of_scope,
                     mode=evaluate_policy(event, policy).mode,
                     llm_used=prediction.llm_used,
+                    model=event.model.name,
                 )
             )
         if progress:
@@ -417,6 +425,10 @@ def summarise(
         timing=timing,
         target_precision=target_precision,
         fitted_threshold=fitted_threshold,
+        models={
+            name: _share(count, n)
+            for name, count in sorted(Counter(o.model for o in outcomes).items())
+        },
     )
 
 

@@ -132,6 +132,7 @@ def report_table(report: Report) -> Table:
         ("autonomous precision", _pct(report.autonomous_precision)),
         (f"out of scope sent to a human ({report.oos_rows} rows)", _pct(report.oos_to_human)),
         ("LLM consulted", _pct(report.llm_share)),
+        *((f"decided by {name}", _pct(share)) for name, share in report.models.items()),
         ("tickets/s", f"{report.timing.tickets_per_second:,.0f}"),
         (
             f"batch of {report.timing.batch_size}: p50 / p99 ms",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -78,6 +79,18 @@ def test_hand_made_case_gives_the_numbers_worked_out_by_hand() -> None:
     assert report.autonomous_precision == pytest.approx(2 / 4)
     assert report.oos_rows == 3
     assert report.oos_to_human == pytest.approx(2 / 3)
+
+
+def test_the_report_gives_the_share_of_tickets_each_model_decided() -> None:
+    outcomes = [
+        dataclasses.replace(o, model="tfidf-lr" if i < 3 else "tfidf-minilm-lr")
+        for i, o in enumerate(HAND_MADE)
+    ]
+
+    report = summarise(outcomes, TIMING, backend="test", train_rows=10)
+
+    assert report.models == pytest.approx({"tfidf-lr": 3 / 7, "tfidf-minilm-lr": 4 / 7})
+    assert report.as_json()["details"]["models"] == report.models
 
 
 def test_without_unseen_intents_oos_to_human_is_null() -> None:
