@@ -47,6 +47,9 @@ Target = Annotated[
     ),
 ]
 DEFAULT_TARGET = 0.98  # services.policy.calibration.DEFAULT_TARGET, without importing scipy
+# The model each TRIAGEFLOW_LEARN_BACKEND trains (the backends' MODEL_NAME, without importing
+# scikit-learn to print a refusal); tests/unit/test_learning.py checks they agree.
+MODEL_NAMES = {"local": "tfidf-lr", "hybrid": "tfidf-minilm-lr"}
 
 
 def who(actor: str | None) -> str:
@@ -378,10 +381,18 @@ def promote_command(
         err.print("[red]no candidate in shadow; name one with --version[/red]")
         raise typer.Exit(1)
     try:
-        ModelRegistry(settings.registry_dir).manifest(chosen)
+        manifest = ModelRegistry(settings.registry_dir).manifest(chosen)
     except RegistryError as error:
         err.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
+    runs = MODEL_NAMES[settings.backend]
+    if manifest.model_name != runs:
+        # Not even --force: the classifiers would serve another kind of model than configured.
+        err.print(
+            f"[red]{chosen} is a {manifest.model_name} model; the classifiers run "
+            f"{settings.backend} ({runs}): set TRIAGEFLOW_LEARN_BACKEND to theirs[/red]"
+        )
+        raise typer.Exit(1)
     result = asyncio.run(comparison(_moment(since, now), now, chosen))
     verdict = gate(result, min_judged=min_judged, target=target)
     if not verdict.passed and not force:

@@ -208,6 +208,15 @@ def test_learn_compare_promote_and_rollback_run_the_loop_through_the_cli(
     assert "45.7" in table.stdout
     assert "gate: the candidate may be promoted" in table.stdout
 
+    # A local version is not for hybrid classifiers, not even forced.
+    other_kind = cli(
+        {**env, "TRIAGEFLOW_LEARN_BACKEND": "hybrid"},
+        *("promote", "--reason", "wrong kind", "--actor", "ops", "--force"),
+    )
+    assert other_kind.exit_code == 1
+    assert "is a tfidf-lr model; the classifiers run hybrid" in other_kind.output
+    assert MODEL_KEY not in control(kafka_settings)
+
     promoted = cli(env, "promote", "--reason", "automates more", "--actor", "ops")
     assert promoted.exit_code == 0, promoted.output
     state = control(kafka_settings)
