@@ -68,13 +68,11 @@ from services.classifier.backends.local import (
     _fit_once,
     _fit_temperature,
     _logits,
+    _out_of_fold,
     _softmax,
-    _vocabulary,
-    coverage,
     from_out_of_fold,
     read_artefact,
     read_examples,
-    transform,
     write_artefact,
 )
 from services.classifier.backends.minilm import MODEL_NAME as ENCODER_NAME
@@ -242,18 +240,18 @@ class HybridModel:
             self._encoder = make_encoder(self.parameters.encoder, self._cache_dir, threads=1)
         return self._encoder.encode(texts)
 
-    def _sure(self, texts: list[str]) -> tuple[FloatArray, NDArray[np.bool_]]:
-        """Return every text's TF-IDF margins, and which texts TF-IDF alone decides."""
+    def _sure(self, texts: list[str]) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+        """Return every text's TF-IDF margins and calibrated probabilities, and which texts
+        TF-IDF alone decides."""
         tfidf = self.local.logits(texts)
+        probabilities = self.local.calibrated(tfidf)
         if self.skip_threshold is None:
-            return tfidf, np.zeros(len(texts), dtype=bool)
-        return tfidf, self.local.calibrated(tfidf).max(axis=1) >= self.skip_threshold
+            return tfidf, probabilities, np.zeros(len(texts), dtype=bool)
+        return tfidf, probabilities, probabilities.max(axis=1) >= self.skip_threshold
 
     def predict_proba(self, texts: list[str]) -> FloatArray:
         """Return calibrated probabilities, one row per text, columns in `labels` order."""
-        tfidf, sure = self._sure(texts)
-        result = np.zeros((len(texts), len(self.labels)))
-        result[sure] = self.local.calibrated(tfidf[sure])
+        tfidf, result, sure = self._sure(texts)
         rest = np.flatnonzero(~sure)
         result[rest] = self._scores([texts[i] for i in rest], tfidf[rest])[0]
         return result
@@ -293,12 +291,10 @@ class HybridModel:
         probability, its vocabulary-coverage out-of-scope check), naming that model, so the
         trail shows which tickets MiniLM never saw; the rest are embedded.
         """
-        tfidf, sure = self._sure(texts)
+        tfidf, probabilities, sure = self._sure(texts)
         result: dict[int, Prediction] = {}
         quick = np.flatnonzero(sure)
-        local = self.local.predictions(
-            [texts[i] for i in quick], self.local.calibrated(tfidf[quick])
-        )
+        local = self.local.predictions([texts[i] for i in quick], probabilities[quick])
         named = [dataclasses.replace(p, model=self.local.info) for p in local]
         result.update(zip(quick.tolist(), named, strict=True))
         rest = np.flatnonzero(~sure)
@@ -417,20 +413,14 @@ def fit_hybrid(
     hp = Hyperparameters()
     folds = min(p.folds, *counts.values())
     with threadpool_limits(limits=1, user_api="blas"):
-        tfidf_oof = np.zeros((len(texts), len(labels)))
+        # The TF-IDF member's folds are `local`'s own (the same splitter and seed below).
+        tfidf_oof, covered = _out_of_fold(texts, targets, hp, folds=folds, seed=seed)
         embedding_oof = np.zeros_like(tfidf_oof)
         knn_oof = np.zeros_like(tfidf_oof)
         similarity = np.zeros(len(texts))
-        covered = np.zeros(len(texts))
         held_outs: list[tuple[IntArray, IntArray]] = []
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         for train, held in splitter.split(np.zeros(len(texts)), targets):
-            train_texts = [texts[i] for i in train]
-            fitted = _fit_once(train_texts, targets[train], hp)
-            held_texts = [texts[i] for i in held]
-            vocabulary = _vocabulary(train_texts)
-            covered[held] = [coverage(t, vocabulary) for t in held_texts]
-            tfidf_oof[held] = _logits(fitted.classifier, transform(fitted.vectorizer, held_texts))
             embedding = _fit_embedding(vectors[train], targets[train], p)
             embedding_oof[held] = _logits(embedding, vectors[held])
             cosine = vectors[held] @ vectors[train].T
