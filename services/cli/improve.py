@@ -47,9 +47,6 @@ Target = Annotated[
     ),
 ]
 DEFAULT_TARGET = 0.98  # services.policy.calibration.DEFAULT_TARGET, without importing scipy
-# The model each TRIAGEFLOW_LEARN_BACKEND trains (the backends' MODEL_NAME, without importing
-# scikit-learn to print a refusal); tests/unit/test_learning.py checks they agree.
-MODEL_NAMES = {"local": "tfidf-lr", "hybrid": "tfidf-minilm-lr"}
 
 
 def who(actor: str | None) -> str:
@@ -368,6 +365,8 @@ def promote_command(
     actor: Actor = None,
 ) -> None:
     """Promote the shadow candidate when the gate passes: every classifier switches to it."""
+    from services.classifier.backends.hybrid import MODEL_NAME as HYBRID_MODEL
+    from services.classifier.backends.local import MODEL_NAME as LOCAL_MODEL
     from services.learning.compare import gate
     from services.learning.registry import ModelRegistry, RegistryError
     from services.learning.settings import LearnSettings
@@ -385,7 +384,7 @@ def promote_command(
     except RegistryError as error:
         err.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
-    runs = MODEL_NAMES[settings.backend]
+    runs = HYBRID_MODEL if settings.backend == "hybrid" else LOCAL_MODEL
     if manifest.model_name != runs:
         # Not even --force: the classifiers would serve another kind of model than configured.
         err.print(

@@ -7,12 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.classifier.backends.hybrid import MODEL_NAME as HYBRID_MODEL
 from services.classifier.backends.hybrid import Embedder, HybridModel, fit_hybrid
-from services.classifier.backends.local import MODEL_NAME as LOCAL_MODEL
 from services.classifier.backends.local import Examples, LocalModel, fit
 from services.classifier.handlers import ClassifierHandler
-from services.cli.improve import MODEL_NAMES
 from services.learning.compare import PairedDecision, compare, gate
 from services.learning.dataset import (
     Judgement,
@@ -176,10 +173,6 @@ def test_a_hybrid_candidate_is_kept_and_loaded_back_as_a_hybrid_model(tmp_path: 
     assert isinstance(loaded, HybridModel)
     assert loaded.info == outcome.model.info
     assert manifest.metrics["training_oof_accuracy"] == outcome.model.oof_accuracy
-
-
-def test_promote_knows_the_model_each_learn_backend_trains() -> None:
-    assert MODEL_NAMES == {"local": LOCAL_MODEL, "hybrid": HYBRID_MODEL}
 
 
 def test_a_registered_model_of_an_unknown_kind_is_refused(tmp_path: Path) -> None:
