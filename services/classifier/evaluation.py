@@ -9,12 +9,11 @@ the real classify → policy path.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -186,7 +185,7 @@ class Report:
     target_precision: float | None
     fitted_threshold: float | None
     # Share of tickets each model decided (hybrid: how many the encoder never saw).
-    models: dict[str, float] = dataclasses.field(default_factory=dict)
+    models: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """Return the machine-readable report: the documented keys, the rest in `details`."""
