@@ -200,6 +200,20 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_num(full['details'].get('ticket_ms_p99'), 1)} "
             f"| {candidate.install} | {candidate.licence} |"
         )
+    decided = [
+        f"{name}: "
+        + ", ".join(
+            f"{model} {share:.1%}" for model, share in res["full"]["details"]["models"].items()
+        )
+        for name, res in results["backends"].items()
+        if res["full"]["details"].get("models")
+    ]
+    if decided:
+        lines += [
+            "",
+            "Tickets decided by each model, full protocol (`hybrid`: `tfidf-lr` is the share "
+            "TF-IDF decided alone, without the encoder): " + "; ".join(decided) + ".",
+        ]
     lines += [
         "",
         "Goals for the default backend: "

@@ -65,3 +65,17 @@ def test_merged_summary_names_each_backends_command() -> None:
     assert "`run local` (local" in text
     assert "`run hybrid` (hybrid" in text
     assert text.count("| 0.900 | 0.900 | 0.010 | 0.700 |") == 2
+
+
+def test_summary_gives_the_share_each_model_decided_when_measured() -> None:
+    hybrid = _backend("run hybrid")
+    hybrid["full"] = {
+        **hybrid["full"],
+        "details": {"models": {"tfidf-lr": 0.454, "tfidf-minilm-lr": 0.546}},
+    }
+    results = _results("run", {"local": _backend("run local"), "hybrid": hybrid})
+
+    text = markdown(results)
+
+    assert "hybrid: tfidf-lr 45.4%, tfidf-minilm-lr 54.6%." in text
+    assert "local: " not in text  # measured before `models` existed: nothing to say
