@@ -57,7 +57,9 @@ from bench.pipeline import (
     wait_services,
 )
 from services.audit.migrate import apply_migrations
-from services.classifier.backends.local import read_examples, train_local_cached
+from services.classifier.app import load_backend
+from services.classifier.backends.local import read_examples
+from services.classifier.settings import ClassifierSettings
 from shared.kafka import client_kwargs, producer_kwargs
 from shared.settings import KafkaSettings, ServiceSettings
 from shared.topics import Topics, ensure_topics
@@ -245,14 +247,13 @@ def dataset_templates(directory: Path) -> list[dict[str, Any]]:
 
 
 def train_once(backend: str, directory: Path, cache: Path) -> None:
-    """Train `backend` on `directory/train.csv` into `cache`, where the copies find it."""
-    csv = directory / "train.csv"
-    if backend == "hybrid":
-        from services.classifier.backends.hybrid import train_hybrid_cached
+    """Train `backend` on `directory/train.csv` into `cache`, where the copies find it.
 
-        train_hybrid_cached(csv, cache)
-    else:
-        train_local_cached(csv, cache)
+    Through the service's own `load_backend`, so the cached model is the one they load.
+    """
+    csv = directory / "train.csv"
+    settings = ClassifierSettings(backend=backend, examples_csv=csv, model_cache_dir=cache)
+    load_backend(settings)
     log(f"{backend} model for {csv} ready in {cache}")
 
 
