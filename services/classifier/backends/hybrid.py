@@ -245,9 +245,7 @@ class HybridModel:
         TF-IDF alone decides."""
         tfidf = self.local.logits(texts)
         probabilities = self.local.calibrated(tfidf)
-        if self.skip_threshold is None:
-            return tfidf, probabilities, np.zeros(len(texts), dtype=bool)
-        return tfidf, probabilities, probabilities.max(axis=1) >= self.skip_threshold
+        return tfidf, probabilities, _decided_alone(probabilities, self.skip_threshold)
 
     def predict_proba(self, texts: list[str]) -> FloatArray:
         """Return calibrated probabilities, one row per text, columns in `labels` order."""
@@ -461,10 +459,8 @@ def fit_hybrid(
         final_embedding = _fit_embedding(vectors, targets, p)
         tfidf_probabilities = local.calibrated(tfidf_oof)
         skip = _skip_threshold(tfidf_probabilities, targets, p.skip_precision)
-        predicted = joint.argmax(axis=1)
-        if skip is not None:
-            sure = tfidf_probabilities.max(axis=1) >= skip
-            predicted = np.where(sure, tfidf_probabilities.argmax(axis=1), predicted)
+        sure = _decided_alone(tfidf_probabilities, skip)
+        predicted = np.where(sure, tfidf_probabilities.argmax(axis=1), joint.argmax(axis=1))
     return HybridModel(
         labels=labels,
         local=local,
@@ -481,6 +477,13 @@ def fit_hybrid(
         encoder=serving,
         cache_dir=cache_dir,
     )
+
+
+def _decided_alone(probabilities: FloatArray, skip_threshold: float | None) -> NDArray[np.bool_]:
+    """Return which rows of calibrated TF-IDF probabilities TF-IDF decides without MiniLM."""
+    if skip_threshold is None:
+        return np.zeros(len(probabilities), dtype=bool)
+    return np.asarray(probabilities.max(axis=1) >= skip_threshold)
 
 
 def _skip_threshold(
