@@ -1,9 +1,9 @@
 """Hot model changes from the control topic: promotions, rollbacks, shadow candidates.
 
 Every classifier copy follows the control topic (`shared.control.ControlReader`) and loads
-the named version from the model registry; the next batch is classified with it, without
-a restart. A version that cannot be loaded leaves the current model in place (logged): a
-bad artefact must not take the classifier down.
+the named version from the model registry, has it classify one text, and classifies the next
+batch with it, without a restart. A version that cannot be loaded or cannot classify leaves
+the current model in place (logged): a bad artefact must not take the classifier down.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from services.learning.registry import ModelRegistry
 from shared.contracts import ControlEvent, ModelCandidateSet, ModelPromoted, ModelRolledBack
 
 Compose = Callable[[Backend], Backend | AsyncBackend]
+
+# What a newly loaded model classifies before it is used.
+WARM_UP_TEXT = "I was charged twice for my order and would like a refund."
 
 
 def local_part_swapper(configured: Backend | AsyncBackend) -> Compose | None:
@@ -94,7 +97,15 @@ class ModelControl:
     async def _load(self, version: str) -> Backend | None:
         try:
             # Loading unpickles a model: seconds of CPU that must not stall the event loop.
-            return await asyncio.to_thread(self._registry.load, version, cache_dir=self._cache_dir)
+            return await asyncio.to_thread(self._ready, version)
         except Exception:
             logger.exception("model {} cannot be loaded; keeping the current one", version)
             return None
+
+    def _ready(self, version: str) -> Backend:
+        """Load `version` and classify one text with it: a model that cannot classify here
+        (a hybrid whose encoder cannot be built, say) is refused before it takes traffic, and
+        the first batch does not pay for building what it builds lazily."""
+        model = self._registry.load(version, cache_dir=self._cache_dir)
+        model.predict([WARM_UP_TEXT])
+        return model

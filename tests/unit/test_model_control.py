@@ -10,13 +10,19 @@ from services.classifier.backends.base import Prediction
 from services.classifier.backends.cascade import CascadeBackend
 from services.classifier.backends.llm import FallbackBackend, LlmBackend, LlmOptions
 from services.classifier.backends.local import Examples
-from services.classifier.control import ModelControl, local_part_swapper
+from services.classifier.control import WARM_UP_TEXT, ModelControl, local_part_swapper
 from services.classifier.handlers import ClassifierHandler
 from services.learning.dataset import Judgement
-from services.learning.learner import learn
+from services.learning.learner import Trainable, learn
 from services.learning.registry import ModelRegistry
 from shared.codec import encode
-from shared.contracts import ModelInfo, ModelPromoted, ModelRolledBack, TicketClassified
+from shared.contracts import (
+    ModelCandidateSet,
+    ModelInfo,
+    ModelPromoted,
+    ModelRolledBack,
+    TicketClassified,
+)
 from shared.stage import Incoming
 from shared.topics import Topics
 from tests.factories import received
@@ -122,3 +128,68 @@ async def test_a_cascade_classifier_classifies_with_the_promoted_model_and_rolls
     assert before.model.version == configured.local.info.version != version
     assert (after.model.version, after.model.backend) == (version, "cascade")
     assert rolled_back.model.version == before.model.version
+
+
+class Recording(ModelRegistry):
+    """A registry that records what its models classify; `broken`: they cannot classify
+    (an encoder that cannot be built, say)."""
+
+    def __init__(self, root: Path, *, broken: bool) -> None:
+        super().__init__(root)
+        self.broken = broken
+        self.predicted: list[list[str]] = []
+
+    def load(self, version: str, *, cache_dir: Path | None = None) -> Trainable:
+        model = super().load(version, cache_dir=cache_dir)
+        own = model.predict
+
+        def predict(texts: list[str]) -> list[Prediction]:
+            self.predicted.append(texts)
+            if self.broken:
+                raise OSError("no space left on device while building the encoder")
+            return own(texts)
+
+        model.predict = predict  # type: ignore[method-assign]
+        return model
+
+
+def controlled(registry: ModelRegistry) -> tuple[ClassifierHandler, ModelControl]:
+    configured = tiny_model()
+    handler = ClassifierHandler(configured, topics=Topics(), producer=PRODUCER, clock=lambda: NOW)
+    control = ModelControl(
+        handler, registry, configured=configured, compose=local_part_swapper(configured)
+    )
+    return handler, control
+
+
+async def test_a_promoted_or_shadowed_model_that_cannot_classify_is_refused_and_the_live_one_stays(
+    tmp_path: Path,
+) -> None:
+    _, version = published(tmp_path)
+    registry = Recording(tmp_path, broken=True)
+    handler, control = controlled(registry)
+    live = handler.model
+
+    await control.on_change(promoted(version))
+    await control.on_change(
+        ModelCandidateSet(event_id="c1", producer=PRODUCER, actor="ops", version=version)
+    )
+    event = await classify_one(handler)
+
+    assert registry.predicted == [[WARM_UP_TEXT], [WARM_UP_TEXT]]
+    assert handler.model is live
+    assert handler.candidate is None
+    assert event.model.version == live.info.version != version
+
+
+async def test_a_promoted_model_classifies_a_text_before_it_takes_traffic(tmp_path: Path) -> None:
+    _, version = published(tmp_path)
+    registry = Recording(tmp_path, broken=False)
+    handler, control = controlled(registry)
+
+    await control.on_change(promoted(version))
+    warmed = list(registry.predicted)
+    event = await classify_one(handler)
+
+    assert warmed == [[WARM_UP_TEXT]]
+    assert event.model.version == version
