@@ -47,9 +47,11 @@ def load_backend(
         # Imported here: onnxruntime and the MiniLM weights load only when chosen.
         from services.classifier.backends.hybrid import train_hybrid_cached
 
-        return train_hybrid_cached(
+        model = train_hybrid_cached(
             settings.examples_csv or shipped(EXAMPLES), settings.model_cache_dir
         )
+        model.warm_up()  # its encoder is built now, not by the first batch
+        return model
     local = _local_model(settings)
     if settings.backend == "local":
         return local

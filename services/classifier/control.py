@@ -25,9 +25,6 @@ from shared.contracts import ControlEvent, ModelCandidateSet, ModelPromoted, Mod
 
 Compose = Callable[[Backend], Backend | AsyncBackend]
 
-# What a newly loaded model classifies before it is used.
-WARM_UP_TEXT = "I was charged twice for my order and would like a refund."
-
 
 def local_part_swapper(configured: Backend | AsyncBackend) -> Compose | None:
     """Return how a promoted (local, registry) model takes the place of the local model in
@@ -103,9 +100,9 @@ class ModelControl:
             return None
 
     def _ready(self, version: str) -> Backend:
-        """Load `version` and classify one text with it: a model that cannot classify here
-        (a hybrid whose encoder cannot be built, say) is refused before it takes traffic, and
-        the first batch does not pay for building what it builds lazily."""
+        """Load `version` and warm it up: a model that cannot classify here (a hybrid whose
+        encoder cannot be built, say) is refused before it takes traffic, and the first batch
+        does not pay for building what it builds lazily."""
         model = self._registry.load(version, cache_dir=self._cache_dir)
-        model.predict([WARM_UP_TEXT])
+        model.warm_up()
         return model

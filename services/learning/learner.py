@@ -34,6 +34,10 @@ class Trainable(Backend, Protocol):
         """Write the model to `path`."""
         ...
 
+    def warm_up(self) -> None:
+        """Classify one text, building what the model builds lazily; raises if it cannot."""
+        ...
+
 
 # Trains a model on examples with a seed; `local`'s `fit` unless the backend is hybrid.
 Trainer = Callable[[Examples, int], Trainable]

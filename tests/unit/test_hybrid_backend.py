@@ -329,3 +329,50 @@ def test_a_model_trained_without_a_given_encoder_serves_with_a_one_thread_encode
 
     # Training may use every core; serving, like a loaded model, embeds on one thread.
     assert made == [0, 1]
+
+
+def test_warm_up_builds_the_encoder_even_when_tfidf_is_sure_of_the_warm_up_text(
+    skipping: tuple[HybridModel, _CountingEncoder],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model, _ = skipping
+    path = tmp_path / "skipping.pkl.gz"
+    model.save(path)
+    loaded = HybridModel.load(path)
+    built: list[_CountingEncoder] = []
+
+    def make_encoder(
+        kind: str, cache_dir: Path | None = None, *, threads: int = 0
+    ) -> _CountingEncoder:
+        built.append(_CountingEncoder())
+        return built[-1]
+
+    monkeypatch.setattr("services.classifier.backends.hybrid.make_encoder", make_encoder)
+    monkeypatch.setattr(
+        "services.classifier.backends.hybrid.WARM_UP_TEXT", "refund money back reimburse"
+    )
+
+    loaded.warm_up()
+
+    assert len(built) == 1
+    assert built[0].seen == ["refund money back reimburse"]
+
+
+def test_a_model_whose_encoder_cannot_be_built_fails_its_warm_up(
+    skipping: tuple[HybridModel, _CountingEncoder],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model, _ = skipping
+    path = tmp_path / "skipping.pkl.gz"
+    model.save(path)
+    loaded = HybridModel.load(path)
+
+    def make_encoder(kind: str, cache_dir: Path | None = None, *, threads: int = 0) -> HashEncoder:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr("services.classifier.backends.hybrid.make_encoder", make_encoder)
+
+    with pytest.raises(OSError, match="no space left"):
+        loaded.warm_up()

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from openai import AsyncOpenAI
 
-from services.classifier.backends.base import Prediction
+from services.classifier.backends.base import WARM_UP_TEXT, Prediction
 from services.classifier.backends.cascade import CascadeBackend
 from services.classifier.backends.llm import FallbackBackend, LlmBackend, LlmOptions
 from services.classifier.backends.local import Examples
-from services.classifier.control import WARM_UP_TEXT, ModelControl, local_part_swapper
+from services.classifier.control import ModelControl, local_part_swapper
 from services.classifier.handlers import ClassifierHandler
 from services.learning.dataset import Judgement
 from services.learning.learner import Trainable, learn

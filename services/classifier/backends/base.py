@@ -19,6 +19,9 @@ from shared.contracts import CategoryScore, ModelInfo
 # How many runner-up categories a prediction carries (the top one is not counted).
 ALTERNATIVES = 3
 
+# What a model classifies to prove it can before it takes traffic (`warm_up`).
+WARM_UP_TEXT = "I was charged twice for my order and would like a refund."
+
 
 @dataclass(frozen=True, slots=True)
 class Prediction:

@@ -58,7 +58,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from services.classifier.backends.base import ALTERNATIVES, Prediction
+from services.classifier.backends.base import ALTERNATIVES, WARM_UP_TEXT, Prediction
 from services.classifier.backends.local import (
     Examples,
     ExamplesError,
@@ -239,6 +239,13 @@ class HybridModel:
             # spin-waits (11.7 CPU ms per ticket with a pool on two cores, 8.9 with one).
             self._encoder = make_encoder(self.parameters.encoder, self._cache_dir, threads=1)
         return self._encoder.encode(texts)
+
+    def warm_up(self) -> None:
+        """Build the encoder and classify one text: raises if this model cannot classify here
+        (the encoder cannot be built, say), and the first batch does not pay for building it
+        (a text TF-IDF is sure of would never reach the encoder)."""
+        self._embed([WARM_UP_TEXT])
+        self.predict([WARM_UP_TEXT])
 
     def _sure(self, texts: list[str]) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
         """Return every text's TF-IDF margins and calibrated probabilities, and which texts

@@ -69,7 +69,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion
 from threadpoolctl import threadpool_limits
 
-from services.classifier.backends.base import ALTERNATIVES, Prediction, ticket_text
+from services.classifier.backends.base import ALTERNATIVES, WARM_UP_TEXT, Prediction, ticket_text
 from services.classifier.data import EXAMPLES, shipped
 from shared.contracts import CategoryScore, ModelInfo
 
@@ -278,6 +278,10 @@ class LocalModel:
     def predict(self, texts: list[str]) -> list[Prediction]:
         """Return one prediction per text: category, confidence, alternatives, out of scope."""
         return self.predictions(texts, self.predict_proba(texts))
+
+    def warm_up(self) -> None:
+        """Classify one text: raises if this model cannot classify here."""
+        self.predict([WARM_UP_TEXT])
 
     def predictions(self, texts: list[str], probabilities: FloatArray) -> list[Prediction]:
         """Return the predictions for `texts` whose calibrated probabilities are given."""
