@@ -26,6 +26,18 @@ from shared.contracts import ControlEvent, ModelCandidateSet, ModelPromoted, Mod
 Compose = Callable[[Backend], Backend | AsyncBackend]
 
 
+def local_part(configured: Backend | AsyncBackend) -> Backend | None:
+    """Return the trainable model inside `configured` (itself, a cascade's local model, an
+    LLM's fallback), or None when it has none."""
+    if isinstance(configured, LocalModel | HybridModel):
+        return configured
+    if isinstance(configured, CascadeBackend):
+        return configured.local
+    if isinstance(configured, FallbackBackend):
+        return configured.fallback
+    return None
+
+
 def local_part_swapper(configured: Backend | AsyncBackend) -> Compose | None:
     """Return how a promoted (local, registry) model takes the place of the local model in
     `configured`, or None when `configured` has no local part a registry model can replace.
@@ -81,7 +93,7 @@ class ModelControl:
                 self._handler.use_model(self._configured)
                 return
             model = await self._load(event.version)
-            if model is not None:
+            if model is not None and self._serves_kind_of(model, event.version):
                 self._handler.use_model(self._compose(model))
         elif isinstance(event, ModelCandidateSet):
             if event.version is None:
@@ -90,6 +102,23 @@ class ModelControl:
             candidate = await self._load(event.version)
             if candidate is not None:
                 self._handler.use_candidate(candidate)
+
+    def _serves_kind_of(self, model: Backend, version: str) -> bool:
+        """Whether `model` is of the kind this copy is configured to serve: a promotion never
+        turns a `local` classifier into a `hybrid` one, or back (a shadow candidate may be of
+        any kind: that is how a kind is tried before a deployment switches to it)."""
+        own = local_part(self._configured)
+        if own is None or own.info.name == model.info.name:
+            return True
+        logger.error(
+            "model.promoted {} ignored: it is a {} model and this classifier serves {} models"
+            " (TRIAGEFLOW_CLASSIFIER_BACKEND); learn with the same kind"
+            " (TRIAGEFLOW_LEARN_BACKEND) or switch the classifiers' backend",
+            version,
+            model.info.name,
+            own.info.name,
+        )
+        return False
 
     async def _load(self, version: str) -> Backend | None:
         try:

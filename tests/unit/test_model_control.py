@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from openai import AsyncOpenAI
 
 from services.classifier.backends.base import WARM_UP_TEXT, Prediction
@@ -25,7 +26,7 @@ from shared.contracts import (
 )
 from shared.stage import Incoming
 from shared.topics import Topics
-from tests.factories import received
+from tests.factories import HashEncoder, received
 from tests.fake_openai import small_taxonomy
 from tests.unit.test_learning import NOW, PRODUCER, TEXTS, hybrid_trainer, tiny_model
 
@@ -193,3 +194,37 @@ async def test_a_promoted_model_classifies_a_text_before_it_takes_traffic(tmp_pa
 
     assert warmed == [[WARM_UP_TEXT]]
     assert event.model.version == version
+
+
+def published_hybrid(tmp_path: Path) -> tuple[ModelRegistry, str]:
+    """Return a registry holding one learnt hybrid model (stand-in encoder), and its version."""
+    base = [Judgement(t, label, "base") for label, items in TEXTS.items() for t in items]
+    outcome = learn(base, [], live=tiny_model(), holdout_share=0.2, train=hybrid_trainer)
+    registry = ModelRegistry(tmp_path)
+    manifest = registry.publish(
+        outcome.model, outcome.dataset, parent_version=None, metrics={}, now=NOW
+    )
+    return registry, manifest.version
+
+
+async def test_a_local_classifier_ignores_the_promotion_of_a_hybrid_model_but_shadows_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "services.classifier.backends.hybrid.make_encoder", lambda *a, **k: HashEncoder()
+    )
+    registry, version = published_hybrid(tmp_path)
+    handler, control = controlled(registry)
+    live = handler.model
+
+    await control.on_change(promoted(version))
+    await control.on_change(
+        ModelCandidateSet(event_id="c1", producer=PRODUCER, actor="ops", version=version)
+    )
+    event = await classify_one(handler)
+
+    assert handler.model is live
+    assert event.model.version == live.info.version
+    assert handler.candidate is not None
+    assert handler.candidate.info.version == version
+    assert event.shadow is not None
