@@ -299,14 +299,19 @@ def test_too_few_examples_to_be_sure_of_tfidf_embed_every_ticket(model: HybridMo
     assert model.skip_threshold is None
 
 
+def reloaded(model: HybridModel, tmp_path: Path) -> HybridModel:
+    """Return `model` saved and loaded back (without its encoder, as from the registry)."""
+    path = tmp_path / "reloaded.pkl.gz"
+    model.save(path)
+    return HybridModel.load(path)
+
+
 def test_skip_threshold_survives_save_and_load(
     skipping: tuple[HybridModel, _CountingEncoder], tmp_path: Path
 ) -> None:
     model, _ = skipping
-    path = tmp_path / "skipping.pkl.gz"
-    model.save(path)
 
-    loaded = HybridModel.load(path)
+    loaded = reloaded(model, tmp_path)
     loaded._encoder = HashEncoder()
 
     assert loaded.skip_threshold == model.skip_threshold
@@ -336,10 +341,7 @@ def test_warm_up_builds_the_encoder_even_when_tfidf_is_sure_of_the_warm_up_text(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model, _ = skipping
-    path = tmp_path / "skipping.pkl.gz"
-    model.save(path)
-    loaded = HybridModel.load(path)
+    loaded = reloaded(skipping[0], tmp_path)
     built: list[_CountingEncoder] = []
 
     def make_encoder(
@@ -364,10 +366,7 @@ def test_a_model_whose_encoder_cannot_be_built_fails_its_warm_up(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model, _ = skipping
-    path = tmp_path / "skipping.pkl.gz"
-    model.save(path)
-    loaded = HybridModel.load(path)
+    loaded = reloaded(skipping[0], tmp_path)
 
     def make_encoder(kind: str, cache_dir: Path | None = None, *, threads: int = 0) -> HashEncoder:
         raise OSError("no space left on device")

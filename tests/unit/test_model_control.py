@@ -14,7 +14,7 @@ from services.classifier.backends.local import Examples
 from services.classifier.control import ModelControl, local_part_swapper
 from services.classifier.handlers import ClassifierHandler
 from services.learning.dataset import Judgement
-from services.learning.learner import Trainable, learn
+from services.learning.learner import Trainable, Trainer, learn, train_local
 from services.learning.registry import ModelRegistry
 from shared.codec import encode
 from shared.contracts import (
@@ -37,10 +37,10 @@ def unused_llm() -> LlmBackend:
     return LlmBackend(client, small_taxonomy(), LlmOptions(model="never-called"))
 
 
-def published(tmp_path: Path) -> tuple[ModelRegistry, str]:
-    """Return a registry holding one learnt model, and its version."""
+def published(tmp_path: Path, train: Trainer = train_local) -> tuple[ModelRegistry, str]:
+    """Return a registry holding one model learnt by `train`, and its version."""
     base = [Judgement(t, label, "base") for label, items in TEXTS.items() for t in items]
-    outcome = learn(base, [], live=tiny_model(), holdout_share=0.2)
+    outcome = learn(base, [], live=tiny_model(), holdout_share=0.2, train=train)
     registry = ModelRegistry(tmp_path)
     manifest = registry.publish(
         outcome.model, outcome.dataset, parent_version=None, metrics={}, now=NOW
@@ -163,6 +163,14 @@ def controlled(registry: ModelRegistry) -> tuple[ClassifierHandler, ModelControl
     return handler, control
 
 
+async def promote_and_shadow(control: ModelControl, version: str) -> None:
+    """Promote `version`, then set it as the shadow candidate too."""
+    await control.on_change(promoted(version))
+    await control.on_change(
+        ModelCandidateSet(event_id="c1", producer=PRODUCER, actor="ops", version=version)
+    )
+
+
 async def test_a_promoted_or_shadowed_model_that_cannot_classify_is_refused_and_the_live_one_stays(
     tmp_path: Path,
 ) -> None:
@@ -171,10 +179,7 @@ async def test_a_promoted_or_shadowed_model_that_cannot_classify_is_refused_and_
     handler, control = controlled(registry)
     live = handler.model
 
-    await control.on_change(promoted(version))
-    await control.on_change(
-        ModelCandidateSet(event_id="c1", producer=PRODUCER, actor="ops", version=version)
-    )
+    await promote_and_shadow(control, version)
     event = await classify_one(handler)
 
     assert registry.predicted == [[WARM_UP_TEXT], [WARM_UP_TEXT]]
@@ -196,31 +201,17 @@ async def test_a_promoted_model_classifies_a_text_before_it_takes_traffic(tmp_pa
     assert event.model.version == version
 
 
-def published_hybrid(tmp_path: Path) -> tuple[ModelRegistry, str]:
-    """Return a registry holding one learnt hybrid model (stand-in encoder), and its version."""
-    base = [Judgement(t, label, "base") for label, items in TEXTS.items() for t in items]
-    outcome = learn(base, [], live=tiny_model(), holdout_share=0.2, train=hybrid_trainer)
-    registry = ModelRegistry(tmp_path)
-    manifest = registry.publish(
-        outcome.model, outcome.dataset, parent_version=None, metrics={}, now=NOW
-    )
-    return registry, manifest.version
-
-
 async def test_a_local_classifier_ignores_the_promotion_of_a_hybrid_model_but_shadows_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
         "services.classifier.backends.hybrid.make_encoder", lambda *a, **k: HashEncoder()
     )
-    registry, version = published_hybrid(tmp_path)
+    registry, version = published(tmp_path, train=hybrid_trainer)
     handler, control = controlled(registry)
     live = handler.model
 
-    await control.on_change(promoted(version))
-    await control.on_change(
-        ModelCandidateSet(event_id="c1", producer=PRODUCER, actor="ops", version=version)
-    )
+    await promote_and_shadow(control, version)
     event = await classify_one(handler)
 
     assert handler.model is live
