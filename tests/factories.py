@@ -32,6 +32,7 @@ from shared.contracts import (
     TicketSnapshot,
 )
 from shared.ids import derived_event_id
+from shared.stage import Incoming
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -263,8 +264,10 @@ def dead_lettered(
     at: datetime = T0,
 ) -> TicketDeadLettered:
     """Return a dead letter of the message at `original_topic` offset `offset`."""
+    record = Incoming(original_topic, 0, offset, ticket_id.encode(), b"not json")
     return TicketDeadLettered(
-        event_id=derived_event_id(f"{original_topic}:0:{offset}", f"deadletter:{stage.value}"),
+        # Named as `shared.stage.dead_letter` names it: by the record's identity.
+        event_id=derived_event_id(record.identity, f"deadletter:{stage.value}"),
         ticket_id=ticket_id,
         trace_id="0" * 32,
         occurred_at=at,
