@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
+from loguru import logger
 
 if TYPE_CHECKING:
     from shared.settings import KafkaSettings
@@ -80,13 +82,20 @@ class Topics:
 
 
 async def ensure_topics(kafka: KafkaSettings, names: list[str]) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet; return the names created.
+
+    An existing control topic also gets the settings the control reader relies on (see
+    `_reconcile_control_topic`); no other existing topic is altered.
+    """
     from shared.kafka import admin_client_kwargs
 
     admin = AIOKafkaAdminClient(**admin_client_kwargs(kafka))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        for name in dict.fromkeys(names):
+            if name in existing and name.endswith(CONTROL_TOPIC):
+                await _reconcile_control_topic(admin, name)
         configs: dict[str, str] = {}
         if kafka.min_insync_replicas:
             configs["min.insync.replicas"] = str(kafka.min_insync_replicas)
@@ -116,6 +125,41 @@ CONTROL_TOPIC_CONFIGS = {
     "cleanup.policy": "compact",
     "min.compaction.lag.ms": str(CONTROL_MIN_COMPACTION_LAG_MS),
 }
+
+
+# DescribeConfigs' `config_source` of a setting made on the topic itself.
+_TOPIC_SETTING = 1
+
+
+async def _reconcile_control_topic(admin: AIOKafkaAdminClient, name: str) -> dict[str, str]:
+    """Make an existing control topic compacted with at least the week's compaction lag;
+    return the settings changed.
+
+    A control topic created before these settings (or by hand) could otherwise delete or
+    compact away a promotion that a copy starting later, or a lagging audit, still needs.
+    AlterConfigs replaces a topic's whole set of own settings, so the ones it has are sent
+    back with the change; a longer lag an operator chose is kept.
+    """
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    entries = described[0].resources[0][4]
+    effective = {entry[0]: entry[1] for entry in entries}
+    own = {entry[0]: entry[1] for entry in entries if entry[3] == _TOPIC_SETTING}
+    changes: dict[str, str] = {}
+    if effective.get("cleanup.policy") != CONTROL_TOPIC_CONFIGS["cleanup.policy"]:
+        changes["cleanup.policy"] = CONTROL_TOPIC_CONFIGS["cleanup.policy"]
+    if int(effective.get("min.compaction.lag.ms") or 0) < CONTROL_MIN_COMPACTION_LAG_MS:
+        changes["min.compaction.lag.ms"] = str(CONTROL_MIN_COMPACTION_LAG_MS)
+    if not changes:
+        return {}
+    altered = await admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, configs=own | changes)]
+    )
+    for error_code, error_message, *_ in altered[0].resources:
+        if error_code:
+            raise RuntimeError(f"cannot alter control topic {name}: {error_message}")
+    before = {key: effective.get(key) for key in changes}
+    logger.warning("control topic {} had {}; now {}", name, before, changes)
+    return changes
 
 
 def _layout(name: str, partitions: int, configs: dict[str, str]) -> dict[str, Any]:

@@ -66,3 +66,69 @@ async def test_topics_are_created_explicitly_with_the_configured_partitions_and_
     assert config["cleanup.policy"] == "compact"
     # a week before compaction may drop a superseded control event the audit has not read
     assert config["min.compaction.lag.ms"] == str(7 * 24 * 3600 * 1000)
+
+
+async def topic_settings(kafka: KafkaSettings, topic: str) -> dict[str, str]:
+    """Return the effective settings of `topic`."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from shared.kafka import admin_client_kwargs
+
+    admin = AIOKafkaAdminClient(**admin_client_kwargs(kafka))
+    await admin.start()
+    try:
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    return {entry[0]: entry[1] for entry in described[0].resources[0][4]}
+
+
+async def create_by_hand(kafka: KafkaSettings, topic: str, configs: dict[str, str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from shared.kafka import admin_client_kwargs
+
+    admin = AIOKafkaAdminClient(**admin_client_kwargs(kafka))
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs=configs)]
+        )
+    finally:
+        await admin.close()
+
+
+async def test_an_existing_control_topic_gets_compaction_and_the_lag_and_keeps_its_own_settings(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topics = Topics(kafka_settings.topic_prefix)
+    await create_by_hand(
+        kafka_settings,
+        topics.control,
+        {"cleanup.policy": "delete", "retention.ms": "123456789", "max.message.bytes": "200000"},
+    )
+
+    created = await ensure_topics(kafka_settings, [topics.control, topics.inbound])
+    settings = await topic_settings(kafka_settings, topics.control)
+
+    assert created == [topics.inbound]
+    assert settings["cleanup.policy"] == "compact"
+    assert settings["min.compaction.lag.ms"] == str(7 * 24 * 3600 * 1000)
+    assert (settings["retention.ms"], settings["max.message.bytes"]) == ("123456789", "200000")
+
+
+async def test_a_longer_compaction_lag_an_operator_chose_is_kept(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topics = Topics(kafka_settings.topic_prefix)
+    month = str(30 * 24 * 3600 * 1000)
+    await create_by_hand(
+        kafka_settings,
+        topics.control,
+        {"cleanup.policy": "compact", "min.compaction.lag.ms": month},
+    )
+
+    await ensure_topics(kafka_settings, [topics.control])
+
+    assert (await topic_settings(kafka_settings, topics.control))["min.compaction.lag.ms"] == month
