@@ -131,26 +131,30 @@ CONTROL_TOPIC_CONFIGS = {
 _TOPIC_SETTING = 1
 
 
-async def _reconcile_control_topic(admin: AIOKafkaAdminClient, name: str) -> dict[str, str]:
-    """Make an existing control topic compacted with at least the week's compaction lag;
-    return the settings changed.
+async def _reconcile_control_topic(admin: AIOKafkaAdminClient, name: str) -> None:
+    """Make an existing control topic compacted with at least the week's compaction lag.
 
     A control topic created before these settings (or by hand) could otherwise delete or
     compact away a promotion that a copy starting later, or a lagging audit, still needs.
     AlterConfigs replaces a topic's whole set of own settings, so the ones it has are sent
     back with the change; a longer lag an operator chose is kept.
     """
-    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
-    entries = described[0].resources[0][4]
+    described = (await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)]))[0]
+    entries = described.resources[0][4]
     effective = {entry[0]: entry[1] for entry in entries}
-    own = {entry[0]: entry[1] for entry in entries if entry[3] == _TOPIC_SETTING}
+    # Version 0 of the response has `is_default` where later ones have `config_source`.
+    own = {
+        entry[0]: entry[1]
+        for entry in entries
+        if (not entry[3] if described.API_VERSION == 0 else entry[3] == _TOPIC_SETTING)
+    }
     changes: dict[str, str] = {}
     if effective.get("cleanup.policy") != CONTROL_TOPIC_CONFIGS["cleanup.policy"]:
         changes["cleanup.policy"] = CONTROL_TOPIC_CONFIGS["cleanup.policy"]
     if int(effective.get("min.compaction.lag.ms") or 0) < CONTROL_MIN_COMPACTION_LAG_MS:
         changes["min.compaction.lag.ms"] = str(CONTROL_MIN_COMPACTION_LAG_MS)
     if not changes:
-        return {}
+        return
     altered = await admin.alter_configs(
         [ConfigResource(ConfigResourceType.TOPIC, name, configs=own | changes)]
     )
@@ -159,7 +163,6 @@ async def _reconcile_control_topic(admin: AIOKafkaAdminClient, name: str) -> dic
             raise RuntimeError(f"cannot alter control topic {name}: {error_message}")
     before = {key: effective.get(key) for key in changes}
     logger.warning("control topic {} had {}; now {}", name, before, changes)
-    return changes
 
 
 def _layout(name: str, partitions: int, configs: dict[str, str]) -> dict[str, Any]:

@@ -57,6 +57,10 @@ def local_part_swapper(configured: Backend | AsyncBackend) -> Compose | None:
     return None
 
 
+class OtherKind(Exception):
+    """A version to serve live is not of the kind this classifier serves."""
+
+
 class ModelControl:
     """Apply model control events to one classifier handler."""
 
@@ -92,46 +96,44 @@ class ModelControl:
             if event.version is None:
                 self._handler.use_model(self._configured)
                 return
-            model = await self._load(event.version)
-            if model is not None and self._serves_kind_of(model, event.version):
+            model = await self._load(event.version, live=True)
+            if model is not None:
                 self._handler.use_model(self._compose(model))
         elif isinstance(event, ModelCandidateSet):
             if event.version is None:
                 self._handler.use_candidate(None)
                 return
-            candidate = await self._load(event.version)
+            candidate = await self._load(event.version, live=False)
             if candidate is not None:
                 self._handler.use_candidate(candidate)
 
-    def _serves_kind_of(self, model: Backend, version: str) -> bool:
-        """Whether `model` is of the kind this copy is configured to serve: a promotion never
-        turns a `local` classifier into a `hybrid` one, or back (a shadow candidate may be of
-        any kind: that is how a kind is tried before a deployment switches to it)."""
-        own = local_part(self._configured)
-        if own is None or own.info.name == model.info.name:
-            return True
-        logger.error(
-            "model.promoted {} ignored: it is a {} model and this classifier serves {} models"
-            " (TRIAGEFLOW_CLASSIFIER_BACKEND); learn with the same kind"
-            " (TRIAGEFLOW_LEARN_BACKEND) or switch the classifiers' backend",
-            version,
-            model.info.name,
-            own.info.name,
-        )
-        return False
-
-    async def _load(self, version: str) -> Backend | None:
+    async def _load(self, version: str, *, live: bool) -> Backend | None:
         try:
             # Loading unpickles a model: seconds of CPU that must not stall the event loop.
-            return await asyncio.to_thread(self._ready, version)
+            return await asyncio.to_thread(self._ready, version, live=live)
+        except OtherKind as error:
+            logger.error("{}", error)
         except Exception:
-            logger.exception("model {} cannot be loaded; keeping the current one", version)
-            return None
+            logger.exception(
+                "model {} cannot be loaded or cannot classify; keeping the current one", version
+            )
+        return None
 
-    def _ready(self, version: str) -> Backend:
+    def _ready(self, version: str, *, live: bool) -> Backend:
         """Load `version` and warm it up: a model that cannot classify here (a hybrid whose
         encoder cannot be built, say) is refused before it takes traffic, and the first batch
-        does not pay for building what it builds lazily."""
+        does not pay for building what it builds lazily. A model to serve live must be of the
+        kind this copy serves: a promotion never turns a `local` classifier into a `hybrid`
+        one, or back (a shadow candidate may be of either kind: that is how a kind is tried
+        before a deployment switches to it)."""
+        own = local_part(self._configured)
+        kind = self._registry.manifest(version).model_name
+        if live and own is not None and kind != own.info.name:
+            raise OtherKind(
+                f"model {version} ignored: it is a {kind} model and this classifier serves"
+                f" {own.info.name} models (TRIAGEFLOW_CLASSIFIER_BACKEND); learn with the same"
+                " kind (TRIAGEFLOW_LEARN_BACKEND) or switch the classifiers' backend"
+            )
         model = self._registry.load(version, cache_dir=self._cache_dir)
         model.warm_up()
         return model

@@ -9,6 +9,7 @@ from shared.settings import KafkaSettings
 from shared.topics import Topics, ensure_topics
 from tests.factories import sample_events
 from tests.kafka_tools import publish, read_until
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +96,8 @@ async def create_by_hand(kafka: KafkaSettings, topic: str, configs: dict[str, st
         await admin.create_topics(
             [NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs=configs)]
         )
+        # The broker lists a new topic a moment after creating it.
+        await eventually(admin.list_topics, until=lambda names: topic in names, what=topic)
     finally:
         await admin.close()
 
