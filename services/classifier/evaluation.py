@@ -13,7 +13,7 @@ import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -141,6 +141,7 @@ class Outcome:
     llm_used: bool
     # The model named in its `ticket.classified` (hybrid: `tfidf-lr` when TF-IDF decided alone).
     model: str = ""
+    text: str = ""
 
     @property
     def correct(self) -> bool:
@@ -161,6 +162,29 @@ class Timing:
     # What one ticket waits for its classification: the wall time of the batch it is in,
     # taken over tickets (a short last batch weighs less than a full one).
     ticket_ms_p99: float = 0.0
+
+
+# How many wrong autonomous decisions a report lists (the most confident first).
+MISTAKES_LISTED: Final = 50
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A test ticket the policy let the AI handle alone, wrongly: worth reading, since the
+    label may be what is wrong."""
+
+    text: str
+    label: str
+    predicted: str
+    confidence: float
+    label_seen_in_training: bool
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> Mistake:
+        """Return the mistake `outcome` records."""
+        return cls(
+            outcome.text, outcome.label, outcome.category, outcome.confidence, outcome.in_scope
+        )
 
 
 @dataclass(frozen=True)
@@ -186,6 +210,10 @@ class Report:
     fitted_threshold: float | None
     # Share of tickets each model decided (hybrid: how many the encoder never saw).
     models: dict[str, float] = field(default_factory=dict)
+    # The wrong autonomous decisions, most confident first (at most MISTAKES_LISTED), and
+    # how many there were in all.
+    mistakes: tuple[Mistake, ...] = ()
+    mistakes_total: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """Return the machine-readable report: the documented keys, the rest in `details`."""
@@ -214,6 +242,8 @@ class Report:
                 "ticket_ms_p99": self.timing.ticket_ms_p99,
                 "cpu_ms_per_ticket": self.timing.cpu_ms_per_ticket,
                 "models": self.models,
+                "autonomous_mistakes_total": self.mistakes_total,
+                "autonomous_mistakes": [asdict(m) for m in self.mistakes],
             },
         }
 
@@ -318,11 +348,12 @@ def run_tickets(
         events = classify_events(tickets, predictions, backend)
         batch_seconds.append(clock() - began)
         cpu_seconds += cpu_clock() - cpu_began
-        for event, prediction, label in zip(
-            events, predictions, test.labels[start : start + batch_size], strict=True
+        for event, prediction, label, text in zip(
+            events, predictions, test.labels[start : start + batch_size], texts, strict=True
         ):
             outcomes.append(
                 Outcome(
+                    text=text,
                     label=label,
                     in_scope=label in known_labels,
                     category=event.category,
@@ -393,6 +424,7 @@ def summarise(
     seen = [o for o in outcomes if o.in_scope]
     unseen = [o for o in outcomes if not o.in_scope]
     autonomous = [o for o in outcomes if o.mode is Mode.AUTONOMOUS]
+    mistakes = sorted((o for o in autonomous if not o.correct), key=lambda o: -o.confidence)
     coverage = {
         f"{level:.2f}": coverage_at_precision(
             [o.confidence for o in outcomes],
@@ -428,6 +460,8 @@ def summarise(
             name: _share(count, n)
             for name, count in sorted(Counter(o.model for o in outcomes).items())
         },
+        mistakes=tuple(Mistake.of(o) for o in mistakes[:MISTAKES_LISTED]),
+        mistakes_total=len(mistakes),
     )
 
 

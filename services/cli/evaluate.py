@@ -104,6 +104,8 @@ def eval_command(
         out.print_json(json.dumps(report.as_json()))
     else:
         out.print(report_table(report))
+        if report.mistakes:
+            out.print(mistakes_table(report))
 
 
 def report_table(report: Report) -> Table:
@@ -141,6 +143,26 @@ def report_table(report: Report) -> Table:
     ]
     for name, value in rows:
         table.add_row(name, value)
+    return table
+
+
+# How many wrong autonomous decisions the text report shows (the JSON has up to 50).
+MISTAKES_SHOWN = 10
+
+
+def mistakes_table(report: Report) -> Table:
+    """Render the most confident wrong autonomous decisions: read them, the label may be
+    what is wrong."""
+    shown = report.mistakes[:MISTAKES_SHOWN]
+    table = Table(
+        title=f"Handled autonomously and wrong: {len(shown)} of {report.mistakes_total}, "
+        "most confident first"
+    )
+    for column in ("confidence", "text", "test label", "predicted"):
+        table.add_column(column)
+    for mistake in shown:
+        label = mistake.label if mistake.label_seen_in_training else f"{mistake.label} (unseen)"
+        table.add_row(f"{mistake.confidence:.3f}", mistake.text, label, mistake.predicted)
     return table
 
 

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from services.classifier.backends.base import Prediction
 from services.classifier.backends.local import Examples
 from services.classifier.evaluation import (
+    MISTAKES_LISTED,
+    Mistake,
     Outcome,
     Timing,
     coverage_at_precision,
@@ -91,6 +93,37 @@ def test_the_report_gives_the_share_of_tickets_each_model_decided() -> None:
 
     assert report.models == pytest.approx({"tfidf-lr": 3 / 7, "tfidf-minilm-lr": 4 / 7})
     assert report.as_json()["details"]["models"] == report.models
+
+
+def test_the_report_lists_the_wrong_autonomous_decisions_most_confident_first() -> None:
+    outcomes = [dataclasses.replace(o, text=f"ticket {i}") for i, o in enumerate(HAND_MADE)]
+
+    report = summarise(outcomes, TIMING, backend="test", train_rows=10)
+
+    # Autonomous and wrong: "ticket 1" (a → b, 0.81) and "ticket 6" (unseen z → a, 0.50);
+    # the wrong ones a human handled, and the right autonomous ones, are not listed.
+    assert report.mistakes == (
+        Mistake("ticket 1", "a", "b", 0.81, label_seen_in_training=True),
+        Mistake("ticket 6", "z", "a", 0.50, label_seen_in_training=False),
+    )
+    assert report.mistakes_total == 2
+    assert report.as_json()["details"]["autonomous_mistakes"][1] == {
+        "text": "ticket 6",
+        "label": "z",
+        "predicted": "a",
+        "confidence": 0.50,
+        "label_seen_in_training": False,
+    }
+
+
+def test_the_report_lists_at_most_fifty_mistakes_but_counts_them_all() -> None:
+    wrong = [outcome("a", "b", 0.9 + i / 1000, Mode.AUTONOMOUS) for i in range(60)]
+
+    report = summarise(wrong, TIMING, backend="test", train_rows=10)
+
+    assert len(report.mistakes) == MISTAKES_LISTED == 50
+    assert report.mistakes_total == 60
+    assert report.mistakes[0].confidence == pytest.approx(0.959)
 
 
 def test_without_unseen_intents_oos_to_human_is_null() -> None:
@@ -253,3 +286,29 @@ def test_the_first_batch_is_classified_once_untimed_before_the_timed_run() -> No
     assert calls == [["a", "b"], ["a", "b"], ["c"]]
     assert len(outcomes) == 3
     assert timing.tickets_per_second == pytest.approx(3 / 0.020)
+
+
+def test_eval_shows_the_wrong_autonomous_decisions_under_its_report(tmp_path: Path) -> None:
+    rows = [(text, label) for label, texts in TOPICS.items() for text in texts]
+    train = write_csv(tmp_path / "train.csv", rows * 2)
+    # A mislabelled test row: the model says refund, the label says login.
+    test = write_csv(tmp_path / "test.csv", [*rows, ("refund my order", "login")])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        'name: everything-autonomous\nversion: "1"\napproved_by: test\n'
+        'approved_at: "2026-11-26"\n'
+        "defaults: {autonomous: 0.0, assist: 0.0, ambiguity_margin: 0.0}\n"
+        "default_owner_team: test\n"
+    )
+
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--train", str(train), "--test", str(test), "--policy", str(policy)],
+        terminal_width=200,
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Handled autonomously and wrong: 1 of 1" in result.stdout
+    mistake = next(line for line in result.stdout.splitlines() if "refund my order" in line)
+    assert "login" in mistake
+    assert "refund" in mistake.replace("refund my order", "")
