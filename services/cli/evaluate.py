@@ -158,8 +158,11 @@ def mistakes_table(report: Report) -> Table:
         title=f"Handled autonomously and wrong: {len(shown)} of {report.mistakes_total}, "
         "most confident first"
     )
-    for column in ("confidence", "text", "test label", "predicted"):
-        table.add_column(column)
+    table.add_column("confidence")
+    table.add_column("text")
+    # Labels wrap rather than lose their ends: the end often tells two intents apart.
+    table.add_column("test label", overflow="fold")
+    table.add_column("predicted", overflow="fold")
     for mistake in shown:
         label = mistake.label if mistake.label_seen_in_training else f"{mistake.label} (unseen)"
         table.add_row(f"{mistake.confidence:.3f}", mistake.text, label, mistake.predicted)
