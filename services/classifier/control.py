@@ -78,6 +78,9 @@ class ModelControl:
         # Where a hybrid model builds its encoder (the classifier's model cache).
         self._cache_dir = cache_dir
         self._configured = configured
+        # The model kind a live model must be (None: any): the configured one never changes.
+        own = local_part(configured)
+        self._kind = None if own is None else own.info.name
         # How a promoted model becomes the live backend; None: promotions are ignored (the
         # candidate is still shadowed).
         self._compose = compose
@@ -126,14 +129,14 @@ class ModelControl:
         kind this copy serves: a promotion never turns a `local` classifier into a `hybrid`
         one, or back (a shadow candidate may be of either kind: that is how a kind is tried
         before a deployment switches to it)."""
-        own = local_part(self._configured)
-        kind = self._registry.manifest(version).model_name
-        if live and own is not None and kind != own.info.name:
-            raise OtherKind(
-                f"model {version} ignored: it is a {kind} model and this classifier serves"
-                f" {own.info.name} models (TRIAGEFLOW_CLASSIFIER_BACKEND); learn with the same"
-                " kind (TRIAGEFLOW_LEARN_BACKEND) or switch the classifiers' backend"
-            )
+        if live and self._kind is not None:
+            kind = self._registry.manifest(version).model_name
+            if kind != self._kind:
+                raise OtherKind(
+                    f"model {version} ignored: it is a {kind} model and this classifier serves"
+                    f" {self._kind} models (TRIAGEFLOW_CLASSIFIER_BACKEND); learn with the same"
+                    " kind (TRIAGEFLOW_LEARN_BACKEND) or switch the classifiers' backend"
+                )
         model = self._registry.load(version, cache_dir=self._cache_dir)
         model.warm_up()
         return model
